@@ -50,13 +50,14 @@ def check_coords(x: Tensor, dim: int, *, clamp: bool = False, who: str = "encodi
     if not x.is_floating_point():
         raise TypeError(f"{who} expects floating-point coordinates, got {x.dtype}; "
                         "convert with x.float() (or x.double())")
-    if not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).any(dim=1).sum())
+    x_ = x.detach()
+    if not bool(torch.isfinite(x_).all()):
+        bad = int((~torch.isfinite(x_)).any(dim=1).sum())
         raise ValueError(f"{who} got {bad} coordinate rows with NaN or infinite values; "
                          "remove or fix them before encoding")
     if clamp:
         return x.clamp(0.0, 1.0)
-    lo, hi = float(x.min()) if x.numel() else 0.0, float(x.max()) if x.numel() else 0.0
+    lo, hi = (float(x_.min()), float(x_.max())) if x_.numel() else (0.0, 0.0)
     if lo < -DOMAIN_TOLERANCE or hi > 1.0 + DOMAIN_TOLERANCE:
         raise ValueError(f"{who} expects coordinates in [0, 1]^{dim}, got values in [{lo:.4g}, {hi:.4g}]; "
                          "rescale the inputs, or pass clamp=True to clamp them to the domain")
@@ -92,13 +93,13 @@ class FourierEncoding(nn.Module):
         if int(levels) != levels or levels < 1:
             raise ValueError(f"FourierEncoding needs levels >= 1 (frequencies 2^0..2^(L-1)), got {levels}")
         self.dim, self.levels, self.include_input, self.clamp = dim, int(levels), include_input, clamp
-        self.register_buffer("frequencies", math.pi * 2.0 ** torch.arange(self.levels, dtype=torch.float32),
-                             persistent=False)
         self.out_features = 2 * dim * self.levels + (dim if include_input else 0)
 
     def forward(self, x: Tensor) -> Tensor:
         x = check_coords(x, self.dim, clamp=self.clamp, who=type(self).__name__)
-        angles = x[:, None, :] * self.frequencies.to(x.dtype)[None, :, None]      # (N, L, d)
+        # frequencies made in x's dtype: a float32 buffer cast to float64 would carry 1e-7 errors
+        freqs = math.pi * 2.0 ** torch.arange(self.levels, dtype=x.dtype, device=x.device)
+        angles = x[:, None, :] * freqs[None, :, None]                                  # (N, L, d)
         feats = torch.stack([angles.sin(), angles.cos()], dim=2).reshape(x.shape[0], -1)  # (N, L*2*d)
         return torch.cat([feats, x], dim=1) if self.include_input else feats
 

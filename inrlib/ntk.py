@@ -416,9 +416,10 @@ def _structured(model: nn.Module, x1: Tensor, x2: Tensor | None, outputs: str, g
 
     terms: dict[str, Tensor] = {}
     key_group: dict[str, str] = {}
+    key_site: dict[str, str] = {}
 
-    def add(key: str, group: str, block_rows: slice, ab: tuple, value: Tensor):
-        key_group[key] = group
+    def add(key: str, site: _Site, block_rows: slice, ab: tuple, value: Tensor):
+        key_group[key], key_site[key] = site.group, site.name
         if key not in terms:
             shape = (n1, n2) if outputs == "trace" else (n1, c_out, n2, c_out)
             terms[key] = torch.zeros(shape, dtype=dtype, device=device)
@@ -441,7 +442,7 @@ def _structured(model: nn.Module, x1: Tensor, x2: Tensor | None, outputs: str, g
                               pb.inputs, c_out)
                 sym = x2 is None and rows >= n1 and ab[0] == ab[1]
                 for suffix, value in _site_terms(s, sub_a, sub_b, ia, sym).items():
-                    add(s.name + ("." + suffix if suffix else ""), s.group, ia, ab, value)
+                    add(s.name + ("." + suffix if suffix else ""), s, ia, ab, value)
     if jac_sites:
         params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         for s in jac_sites:
@@ -449,15 +450,18 @@ def _structured(model: nn.Module, x1: Tensor, x2: Tensor | None, outputs: str, g
             names = [prefix + n for n in s.params]
             k = _jacobian_ntk(model, x1, x2, {n: params[n] for n in names}, outputs, budget)
             terms[s.name] = k.reshape(terms_shape(n1, n2, c_out, outputs)) if outputs == "full" else k
-            key_group[s.name] = s.group
-    return _assemble(terms, key_group, n1, n2, c_out, outputs, dtype, device, groups)
+            key_group[s.name], key_site[s.name] = s.group, s.name
+    return _assemble(terms, key_group, key_site, n1, n2, c_out, outputs, dtype, device, groups)
 
 
 def terms_shape(n1: int, n2: int, c: int, outputs: str) -> tuple:
     return (n1, n2) if outputs == "trace" else (n1, c, n2, c)
 
 
-def _assemble(terms, site_group, n1, n2, c_out, outputs, dtype, device, groups):
+_RESERVED = ("total", "mlp", "grid")
+
+
+def _assemble(terms, site_group, key_site, n1, n2, c_out, outputs, dtype, device, groups):
     shape = terms_shape(n1, n2, c_out, outputs)
     total = torch.zeros(shape, dtype=dtype, device=device)
     by_group = {"mlp": torch.zeros(shape, dtype=dtype, device=device),
@@ -472,11 +476,15 @@ def _assemble(terms, site_group, n1, n2, c_out, outputs, dtype, device, groups):
     if not groups:
         return finish(total)
     out = {"total": finish(total), "mlp": finish(by_group["mlp"]), "grid": finish(by_group["grid"])}
+
+    def name(key: str) -> str:     # a module literally called "mlp" must not overwrite the group
+        return key + " (module)" if key in _RESERVED else key
+
     for key, value in terms.items():
-        out[key] = finish(value)
-        if "." in key and key.rsplit(".", 1)[0] not in terms:       # e.g. "encoding" = sum of its levels
-            parent = key.rsplit(".", 1)[0]
-            out[parent] = out[parent] + out[key] if parent in out else out[key].clone()
+        out[name(key)] = finish(value)
+        site = key_site[key]
+        if site != key:                                  # e.g. "encoding" = the sum of its levels
+            out[name(site)] = out[name(site)] + finish(value) if name(site) in out else finish(value).clone()
     return out
 
 
@@ -632,7 +640,7 @@ def _reference_groups(model, x1, x2, outputs, budget) -> dict[str, Tensor]:
     for site in _sites(model):
         prefix = "" if site.name == "model" else site.name + "."
         k = _jacobian_ntk(model, x1, x2, {prefix + n: params[prefix + n] for n in site.params}, outputs, budget)
-        out[site.name] = k
+        out[site.name + (" (module)" if site.name in _RESERVED else "")] = k
         total = k.clone() if total is None else total + k
         g = site.group
         group_sum[g] = k.clone() if group_sum[g] is None else group_sum[g] + k

@@ -1,0 +1,135 @@
+"""Layers and models: parameterizations, initializations (paper 001 Lemma 1, paper 002), stability."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from inrlib.encodings import FourierEncoding, IdentityEncoding, MultigridEncoding
+from inrlib.layers import STAF, Dense, Sine, simple_sine_layer, siren_layer
+from inrlib.models import CoordinateMLP, build_encoding
+
+
+def test_dense_ntk_parameterization_forward_and_init():
+    torch.manual_seed(0)
+    layer = Dense(400, 300, parameterization="ntk", beta=0.1).double()
+    a = torch.randn(5, 400, dtype=torch.float64)
+    ref = a @ layer.weight.T / math.sqrt(400) + 0.1 * layer.bias
+    torch.testing.assert_close(layer(a), ref)
+    w = layer.weight.detach()
+    assert abs(float(w.mean())) < 0.01 and abs(float(w.std()) - 1) < 0.01      # N(0, 1)
+    std = Dense(400, 300, parameterization="standard")
+    assert abs(float(std.weight.detach().std()) - math.sqrt(2 / 400)) < 0.002 and float(std.bias.abs().max()) == 0
+    torch.testing.assert_close(std(a.float()), a.float() @ std.weight.T)
+    with pytest.raises(ValueError, match="parameterization"):
+        Dense(2, 2, parameterization="mup")
+
+
+def test_lemma1_normal_and_uniform_have_equal_variance():
+    """Paper 001, Lemma 1: N(0, c^2/3) and U(-c, c) both have variance c^2 / 3."""
+    gen = torch.Generator().manual_seed(0)
+    for c in (0.1, 1.0, 7.0):
+        normal = torch.randn(2_000_000, generator=gen, dtype=torch.float64) * c / math.sqrt(3)
+        uniform = (torch.rand(2_000_000, generator=gen, dtype=torch.float64) * 2 - 1) * c
+        assert abs(float(normal.var()) / (c * c / 3) - 1) < 0.005
+        assert abs(float(uniform.var()) / (c * c / 3) - 1) < 0.005
+
+
+def test_simple_sine_init_matches_siren_variance_through_lemma1():
+    """Simple sine hidden weights N(0, 2/n) = SIREN's U(-sqrt(6/n)/w0, .) once w0 is folded in."""
+    torch.manual_seed(0)
+    n, w0 = 256, 30.0
+    siren = siren_layer(n, 2000, w0=w0)[0].weight.detach().double()
+    simple = simple_sine_layer(n, 2000)[0].weight.detach().double()
+    c = math.sqrt(6 / n) / w0
+    assert float(siren.abs().max()) <= c
+    assert abs(float((w0 * siren).var()) / float(simple.var()) - 1) < 0.02
+    assert abs(float(simple.var()) / (2 / n) - 1) < 0.02
+    first = siren_layer(3, 1000, w0=w0, is_first=True)[0].weight
+    assert float(first.abs().max()) <= 1 / 3
+
+
+@pytest.mark.parametrize("activation,band", [("sine", (0.66, 0.76)), ("simple_sine", (0.55, 0.8)),
+                                             ("staf", (0.85, 1.15))])
+def test_activations_stay_stable_across_depth(activation, band):
+    """At init the post-activation spread neither explodes nor vanishes through 8 layers.
+
+    SIREN's activations are arcsine distributed, std 1/sqrt(2) ~ 0.707, at every layer; STAF's
+    initialization makes them N(0, 1).
+    """
+    torch.manual_seed(0)
+    model = CoordinateMLP(IdentityEncoding(2), [256] * 8, 1, activation)
+    h = model.encoding(torch.rand(4096, 2))
+    stds = []
+    for layer in model.mlp:
+        h = layer(h)
+        if not isinstance(layer, Dense):
+            stds.append(float(h.std()))
+    assert len(stds) == 8
+    assert all(band[0] < s < band[1] for s in stds), stds
+
+
+def test_staf_post_activation_is_standard_normal_over_initializations():
+    """Paper 002 (iii): amplitudes ~ Rayleigh(1/sqrt(tau)), phases ~ U(-pi, pi) give N(0, 1) exactly."""
+    torch.manual_seed(0)
+    staf = STAF(40_000, tau=5)                   # one independent draw per neuron
+    for z in (0.0, 0.37, -2.0):
+        out = staf(torch.full((1, 40_000), z)).detach().numpy().ravel()
+        ks = stats.kstest(out, "norm")
+        assert ks.pvalue > 1e-3, (z, ks)
+    lap = STAF(40_000, tau=5, amplitude_init="laplace")
+    out = lap(torch.full((1, 40_000), 0.3)).detach().numpy().ravel()
+    assert abs(out.std() - 0.5) < 0.02             # the public code's init: N(0, 1/4)
+    assert stats.kstest(out / 0.5, "norm").pvalue > 1e-3
+
+
+def test_staf_matches_formula_and_sharing():
+    staf = STAF(4, tau=3, shared=True).double()
+    z = torch.randn(6, 4, dtype=torch.float64)
+    ref = sum(staf.amplitudes[t] * torch.sin(staf.frequencies[t] * z + staf.phases[t]) for t in range(3))
+    torch.testing.assert_close(staf(z), ref)
+    assert staf.amplitudes.shape == (3,) and STAF(4, 3).amplitudes.shape == (4, 3)
+    with pytest.raises(ValueError, match="tau"):
+        STAF(4, tau=0)
+
+
+def test_sine_trainable_w():
+    s = Sine(2.5, trainable=True)
+    assert [n for n, _ in s.named_parameters()] == ["w0"]
+    torch.testing.assert_close(s(torch.tensor([0.3])), torch.sin(torch.tensor([0.75])))
+
+
+def test_coordinate_mlp_shapes_and_config():
+    torch.manual_seed(0)
+    x = torch.rand(10, 2)
+    for act in ("relu", "tanh", "sine", "simple_sine", "staf"):
+        m = CoordinateMLP(MultigridEncoding(2, [8, 16], 2), [32, 32], 3, act)
+        assert m(x).shape == (10, 3)
+    m = CoordinateMLP({"type": "fourier", "dim": 2, "levels": 4}, [16], 1, output_activation="sigmoid")
+    y = m(x)
+    assert float(y.min()) > 0 and float(y.max()) < 1
+    counts = CoordinateMLP(MultigridEncoding(2, [10], 2), [8], 1).count_parameters()
+    assert counts["encoding"] == 200 and counts["mlp"] == (2 + 2) * 8 + 8 + 8 + 1
+    rebuilt = CoordinateMLP.from_config({"encoding": {"type": "identity", "dim": 3}, "hidden": [4, 4],
+                                         "out_features": 2, "activation": "sine"})
+    assert rebuilt(torch.rand(5, 3)).shape == (5, 2)
+    base = CoordinateMLP(MultigridEncoding(2, [8], 2), [16, 16], 1).without_encoding()
+    assert isinstance(base.encoding, IdentityEncoding) and base.config["hidden"] == [16, 16]
+
+
+def test_coordinate_mlp_bad_arguments():
+    with pytest.raises(ValueError, match="activation"):
+        CoordinateMLP(IdentityEncoding(2), [8], 1, "gelu")
+    with pytest.raises(ValueError, match="hidden"):
+        CoordinateMLP(IdentityEncoding(2), [], 1)
+    with pytest.raises(ValueError, match="output_activation"):
+        CoordinateMLP(IdentityEncoding(2), [8], 1, output_activation="softmax")
+    with pytest.raises(TypeError, match="encoding"):
+        CoordinateMLP("fourier", [8], 1)
+    with pytest.raises(ValueError, match="encoding type"):
+        build_encoding({"type": "wavelet"})
+    with pytest.raises(ValueError, match="bad arguments"):
+        build_encoding({"type": "fourier", "dim": 2, "levles": 3})
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        CoordinateMLP(FourierEncoding(2, 2), [8], 1)(torch.rand(4, 3))
