@@ -1,0 +1,213 @@
+"""inrlib.metrics against independent computations: numpy PSNR, pytorch_msssim, set-based IoU."""
+from __future__ import annotations
+
+import importlib
+import math
+
+import numpy as np
+import pytest
+import pytorch_msssim
+import torch
+from skimage import data, transform
+
+from inrlib.metrics import MS_SSIM_WEIGHTS, iou, ms_ssim, ms_ssim_scales, psnr, psnr_from_mse
+from inrlib.metrics import _ms_ssim_levels
+
+_ssim_module = importlib.import_module("pytorch_msssim.ssim")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small convolutions: one thread avoids oversubscribing the 2 shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _photo(side: int) -> torch.Tensor:
+    """The skimage astronaut as a (1, 3, side, side) float32 batch in [0, 1]."""
+    img = transform.resize(data.astronaut(), (side, side), anti_aliasing=True)
+    return torch.tensor(img, dtype=torch.float32).permute(2, 0, 1)[None]
+
+
+def _noisy(x: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (x + sigma * torch.randn(x.shape, generator=g, dtype=x.dtype)).clamp(0, 1)
+
+
+# ----------------------------------------------------------------------------- PSNR
+def test_psnr_matches_numpy_per_image_and_mean():
+    rng = np.random.default_rng(0)
+    a = rng.random((3, 2, 8, 9))
+    b = np.clip(a + rng.normal(0, [0.01, 0.05, 0.2], (2, 8, 9, 3)).transpose(3, 0, 1, 2), 0, 1)
+    expected = [10 * np.log10(1.0 / np.mean((a[i] - b[i]) ** 2)) for i in range(3)]
+    per = psnr(torch.tensor(a), torch.tensor(b), reduction="none")
+    assert per.shape == (3,)
+    np.testing.assert_allclose(per.numpy(), expected, rtol=1e-12)
+    assert float(psnr(torch.tensor(a), torch.tensor(b))) == pytest.approx(np.mean(expected), rel=1e-12)
+    # other shapes are one signal (a coordinate network's (N, C) output)
+    flat_a, flat_b = a.reshape(-1, 3), b.reshape(-1, 3)
+    one = psnr(torch.tensor(flat_a, dtype=torch.float32), torch.tensor(flat_b, dtype=torch.float32))
+    assert one.dim() == 0
+    assert float(one) == pytest.approx(10 * np.log10(1 / np.mean((flat_a - flat_b) ** 2)), rel=1e-5)
+
+
+def test_psnr_data_range_and_perfect_reconstruction():
+    x = _photo(32)
+    y = _noisy(x, 0.05)
+    assert float(psnr(x * 255, y * 255, data_range=255)) == pytest.approx(float(psnr(x, y)), rel=1e-6)
+    assert math.isinf(float(psnr(x, x))) and float(psnr(x, x)) > 0
+    both = torch.cat([x, y]), torch.cat([x, x])
+    per = psnr(*both, reduction="none")
+    assert math.isinf(float(per[0])) and math.isfinite(float(per[1]))
+    assert float(psnr_from_mse(0.01)) == pytest.approx(20.0)
+    assert float(psnr_from_mse(0.01 * 255 ** 2, data_range=255)) == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: psnr(torch.zeros(5, 1), torch.zeros(5)), "same shape"),
+    (lambda: psnr(torch.zeros(4), torch.zeros(4), reduction="sum"), "reduction"),
+    (lambda: psnr(torch.zeros(4), torch.zeros(4), data_range=0), "data_range"),
+    (lambda: psnr(torch.tensor([0.0, float("nan")]), torch.zeros(2)), "non-finite"),
+    (lambda: psnr(torch.zeros(0), torch.zeros(0)), "empty"),
+    (lambda: psnr_from_mse(-1.0), "mse"),
+])
+def test_psnr_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+# ----------------------------------------------------------------------------- MS-SSIM
+def test_ms_ssim_equals_pytorch_msssim_at_256():
+    x = torch.cat([_photo(256), _photo(256).flip(-1)])
+    y = _noisy(x, 0.08)
+    ref = pytorch_msssim.ms_ssim(x, y, data_range=1.0, size_average=False)
+    ours, scales = ms_ssim(x, y, reduction="none", return_scales=True)
+    assert scales == 5
+    assert torch.equal(ours, ref)
+    assert float(ms_ssim(x, y)) == pytest.approx(float(ref.mean()), abs=1e-7)
+    # the loop used for smaller images is the same algorithm: bitwise equal at five scales too
+    loop = _ms_ssim_levels(x, y, data_range=1.0, weights=MS_SSIM_WEIGHTS, win_size=11, win_sigma=1.5)
+    assert torch.equal(loop, ref)
+
+
+def test_ms_ssim_identical_is_one_and_monotone_in_noise():
+    for side in (256, 100, 64, 32):
+        x = _photo(side)
+        assert float(ms_ssim(x, x)) == pytest.approx(1.0, abs=1e-6)
+        values = [float(ms_ssim(x, _noisy(x, s))) for s in (0.01, 0.03, 0.1, 0.3)]
+        assert all(a > b for a, b in zip(values, values[1:])), (side, values)
+        assert all(0.0 < v <= 1.0 for v in values), (side, values)
+
+
+@pytest.mark.parametrize("side, scales", [(32, 2), (64, 3), (100, 4)])
+def test_ms_ssim_small_images_match_renormalized_reference(side, scales):
+    """Fewer scales, standard weights renormalized: checked with pytorch_msssim's per-scale terms."""
+    x = _photo(side)
+    y = _noisy(x, 0.1, seed=side)
+    value, used = ms_ssim(x, y, return_scales=True)
+    assert used == scales == ms_ssim_scales(side, side)[0]
+    assert 0.0 < float(value) <= 1.0
+    w = np.array(MS_SSIM_WEIGHTS[:scales]) / sum(MS_SSIM_WEIGHTS[:scales])
+    win = _ssim_module._fspecial_gauss_1d(11, 1.5).repeat(3, 1, 1, 1)
+    xs, ys, terms = x.double(), y.double(), []
+    for level in range(scales):
+        s, cs = _ssim_module._ssim(xs, ys, data_range=1.0, win=win, size_average=False)
+        terms.append((torch.relu(cs) if level < scales - 1 else torch.relu(s)).double())
+        pad = [d % 2 for d in xs.shape[2:]]
+        xs = torch.nn.functional.avg_pool2d(xs, 2, padding=pad)
+        ys = torch.nn.functional.avg_pool2d(ys, 2, padding=pad)
+    expected = torch.stack([t ** wi for t, wi in zip(terms, w)]).prod(0).mean()
+    assert float(value) == pytest.approx(float(expected), abs=2e-6)
+
+
+def test_ms_ssim_one_scale_and_shrunk_window_equal_plain_ssim():
+    for side, win in ((16, 11), (7, 7), (4, 3)):
+        x = _photo(32)[..., :side, :side].contiguous()
+        y = _noisy(x, 0.1, seed=side)
+        assert ms_ssim_scales(side, side) == (1, win, 1.5 * win / 11)
+        ref = pytorch_msssim.ssim(x, y, data_range=1.0, win_size=win, win_sigma=1.5 * win / 11,
+                                  nonnegative_ssim=True)
+        value, scales = ms_ssim(x, y, return_scales=True)
+        assert scales == 1
+        assert float(value) == pytest.approx(float(ref), abs=1e-6)
+
+
+def test_ms_ssim_scales_rule():
+    assert ms_ssim_scales(512, 161)[0] == 5
+    assert ms_ssim_scales(160, 160)[0] == 4      # pytorch_msssim needs > 160 for five
+    assert ms_ssim_scales(81, 300)[0] == 4
+    assert ms_ssim_scales(80, 80)[0] == 3
+    assert ms_ssim_scales(11, 11) == (1, 11, 1.5)
+    assert ms_ssim_scales(10, 40)[:2] == (1, 9)
+    assert ms_ssim_scales(2, 2)[:2] == (1, 1)
+    # a 1 x 1 image still gets a value: the luminance term of SSIM
+    value = ms_ssim(torch.full((1, 1, 1, 1), 0.5), torch.full((1, 1, 1, 1), 0.4))
+    c1 = 0.01 ** 2
+    assert float(value) == pytest.approx((2 * 0.5 * 0.4 + c1) / (0.25 + 0.16 + c1), rel=1e-6)
+    with pytest.raises(ValueError, match="odd"):
+        ms_ssim_scales(64, 64, win_size=4)
+
+
+def test_ms_ssim_uint8_and_gradient():
+    x = _photo(48)
+    y = _noisy(x, 0.05)
+    x8, y8 = (x * 255).round().to(torch.uint8), (y * 255).round().to(torch.uint8)
+    a = ms_ssim(x8, y8, data_range=255)
+    b = ms_ssim(x8.float() / 255, y8.float() / 255)
+    assert float(a) == pytest.approx(float(b), abs=1e-5)
+    p = y.clone().requires_grad_(True)
+    (1 - ms_ssim(p, x)).backward()
+    assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("a, b, match", [
+    (torch.rand(3, 32, 32), torch.rand(3, 32, 32), "4-D"),
+    (torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 31), "same shape"),
+    (torch.rand(1, 1, 32, 32), torch.full((1, 1, 32, 32), float("inf")), "non-finite"),
+])
+def test_ms_ssim_errors(a, b, match):
+    with pytest.raises(ValueError, match=match):
+        ms_ssim(a, b)
+
+
+# ----------------------------------------------------------------------------- IoU
+def _set_iou(p: np.ndarray, t: np.ndarray, threshold: float) -> float:
+    pred = {i for i, v in enumerate(p.ravel()) if v >= threshold}
+    true = {i for i, v in enumerate(t.ravel()) if v == 1}
+    union = pred | true
+    return 1.0 if not union else len(pred & true) / len(union)
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.8])
+def test_iou_matches_set_computation(threshold):
+    rng = np.random.default_rng(1)
+    p = rng.random((50, 40))
+    t = (rng.random((50, 40)) < 0.4).astype(np.float32)
+    got = iou(torch.tensor(p), torch.tensor(t), threshold=threshold)
+    assert got.dtype == torch.float64
+    assert float(got) == pytest.approx(_set_iou(p, t, threshold), abs=1e-15)
+    # logits: the same decision through sigmoid
+    z = torch.logit(torch.tensor(p))
+    assert float(iou(z, torch.tensor(t), threshold=threshold, logits=True)) == pytest.approx(float(got), abs=1e-15)
+    # booleans for either argument
+    assert float(iou(torch.tensor(p) >= threshold, torch.tensor(t).bool())) == pytest.approx(float(got), abs=1e-15)
+
+
+def test_iou_edge_cases():
+    assert float(iou(torch.zeros(10), torch.zeros(10))) == 1.0                     # empty union
+    assert float(iou(torch.tensor([0.5, 0.2]), torch.tensor([1, 0]))) == 1.0       # p == threshold is inside
+    assert float(iou(torch.tensor([1.0, 0.0]), torch.tensor([0, 1]))) == 0.0       # disjoint
+    assert float(iou(torch.tensor([0.9, 0.9, 0.1]), torch.tensor([1, 0, 1]))) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("a, b, kwargs, match", [
+    (torch.rand(8, 1), torch.ones(8), {}, "same shape"),
+    (torch.tensor([2.0, -1.0]), torch.tensor([1, 0]), {}, "logits=True"),
+    (torch.rand(4), torch.tensor([0.5, 1, 0, 1]), {}, "labels 0"),
+    (torch.rand(4), torch.ones(4), {"threshold": 1.0}, "between 0 and 1"),
+])
+def test_iou_errors(a, b, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        iou(a, b, **kwargs)

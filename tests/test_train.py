@@ -1,0 +1,434 @@
+"""inrlib.train.fit: against hand-computed optimizer steps, seeded replays and independent metrics."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage import data, transform
+from torch import nn
+
+from inrlib.metrics import iou
+from inrlib.train import (
+    CallbackError,
+    History,
+    TrainingDiverged,
+    fit,
+    resolve_epochs,
+    start_middle_end,
+)
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: one thread avoids oversubscribing the 2 shared cores (30x slower under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """The skimage camera photo at 32 x 32: coords (1024, 2) pixel centres in [0, 1]^2, targets (1024, 1)."""
+    img = transform.resize(data.camera(), (32, 32), anti_aliasing=True)
+    g = (torch.arange(32, dtype=torch.float32) + 0.5) / 32
+    coords = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    targets = torch.tensor(img, dtype=torch.float32).reshape(-1, 1)
+    return coords, targets
+
+
+def mlp(seed: int = 0, width: int = 32, out: int = 1, sigmoid: bool = False, dtype=torch.float32) -> nn.Module:
+    torch.manual_seed(seed)
+    layers = [nn.Linear(2, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, out)]
+    if sigmoid:
+        layers.append(nn.Sigmoid())
+    return nn.Sequential(*layers).to(dtype)
+
+
+def params_of(model: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def same_params(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def disk(n: int = 600, seed: int = 0):
+    """Occupancy of a disk of radius 0.3 around (0.5, 0.5): coords (n, 2), labels (n, 1) in {0, 1}."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 2, generator=g)
+    y = ((x - 0.5).norm(dim=1, keepdim=True) < 0.3).float()
+    return x, y
+
+
+# ----------------------------------------------------------------------------- learning
+def test_loss_decreases_on_photo_and_psnr_is_the_full_data_psnr(photo):
+    coords, targets = photo
+    model = mlp(width=64)
+    h = fit(model, coords, targets, epochs=25, lr=3e-3, batch_size=128, optimizer="adam", progress=False)
+    assert h.epochs == list(range(1, 26))
+    assert len(h.loss) == len(h.full_loss) == len(h.psnr) == len(h.epoch_seconds) == len(h.eval_seconds) == 25
+    assert h.full_loss[-1] < 0.5 * h.initial["loss"]
+    assert h.psnr[-1] > h.initial["psnr"] + 3.0
+    # PSNR and full loss equal an independent numpy computation on the final model
+    with torch.no_grad():
+        pred = model(coords).double().numpy()
+    mse = np.mean((pred - targets.double().numpy()) ** 2)
+    assert h.full_loss[-1] == pytest.approx(mse, rel=1e-5)
+    assert h.psnr[-1] == pytest.approx(10 * np.log10(1 / mse), abs=1e-4)
+    assert h.psnr_source == "full"
+    assert h.config["loss_reduction"] == "mean" and h.lr == 3e-3 and h.optimizer == "adam"
+    assert h.stopped is None and h.total_seconds > 0
+
+
+def test_full_batch_running_loss_is_the_loss_before_the_step(photo):
+    """Full batch: epoch e's training loss is the full-data loss before its single step."""
+    coords, targets = photo
+    h = fit(mlp(), coords, targets, epochs=5, lr=0.5, progress=False)
+    before = [h.initial["loss"]] + h.full_loss[:-1]
+    np.testing.assert_allclose(h.loss, before, rtol=1e-5)
+    assert all(b < a for a, b in zip(h.loss, h.loss[1:]))
+
+
+def test_sgd_full_batch_step_is_mean_mse_gradient():
+    """One full-batch SGD step on a linear model equals the hand-derived mean-MSE gradient step."""
+    torch.manual_seed(3)
+    x = torch.rand(40, 2, dtype=torch.float64)
+    y = torch.rand(40, 3, dtype=torch.float64)
+    model = nn.Linear(2, 3).double()
+    w0, b0 = model.weight.detach().clone(), model.bias.detach().clone()
+    lr = 0.7
+    fit(model, x, y, epochs=1, lr=lr, progress=False)
+    r = x @ w0.T + b0 - y                                   # residuals (N, k)
+    scale = 2.0 / r.numel()                                 # mean over samples AND outputs
+    torch.testing.assert_close(model.weight.detach(), w0 - lr * scale * r.T @ x, rtol=0, atol=1e-13)
+    torch.testing.assert_close(model.bias.detach(), b0 - lr * scale * r.sum(0), rtol=0, atol=1e-13)
+
+
+def test_minibatch_order_follows_the_seeded_generator():
+    """fit(seed=s) steps through torch.randperm(N, generator=manual_seed(s)) in batches, uneven last batch."""
+    torch.manual_seed(4)
+    x = torch.rand(50, 2, dtype=torch.float64)
+    y = torch.rand(50, 1, dtype=torch.float64)
+    model = nn.Linear(2, 1).double()
+    manual = copy.deepcopy(model)
+    fit(model, x, y, epochs=3, lr=0.3, batch_size=16, seed=11, progress=False)
+    g = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for _ in range(3):
+            perm = torch.randperm(50, generator=g)
+            for i in range(0, 50, 16):
+                idx = perm[i:i + 16]
+                r = manual(x[idx]) - y[idx]
+                manual.weight -= 0.3 * (2.0 / r.numel()) * r.T @ x[idx]
+                manual.bias -= 0.3 * (2.0 / r.numel()) * r.sum(0)
+    for a, b in zip(model.parameters(), manual.parameters()):
+        torch.testing.assert_close(a.detach(), b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("optimizer, kwargs", [("adam", {}), ("sgd", {"momentum": 0.9})])
+def test_optimizers_match_torch_optim(photo, optimizer, kwargs):
+    coords, targets = photo
+    model = mlp(width=16)
+    ref = copy.deepcopy(model)
+    fit(model, coords, targets, epochs=3, lr=1e-2, optimizer=optimizer, optimizer_kwargs=kwargs, progress=False)
+    cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer]
+    opt = cls(ref.parameters(), lr=1e-2, **kwargs)
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.mse_loss(ref(coords), targets).backward()
+        opt.step()
+    assert same_params(params_of(model), params_of(ref))
+
+
+# ----------------------------------------------------------------------------- seeds and batches
+def test_same_seed_repeats_bitwise_and_other_seed_differs(photo):
+    coords, targets = photo
+    runs = []
+    for seed in (5, 5, 6):
+        model = mlp(seed=0)
+        h = fit(model, coords, targets, epochs=3, lr=0.2, batch_size=64, seed=seed, progress=False)
+        runs.append((h, params_of(model)))
+    (h1, p1), (h2, p2), (h3, p3) = runs
+    assert h1.loss == h2.loss and h1.full_loss == h2.full_loss and h1.psnr == h2.psnr
+    assert same_params(p1, p2)
+    assert h1.loss != h3.loss
+    assert not same_params(p1, p3)
+
+
+def test_fit_leaves_the_global_rng_alone(photo):
+    coords, targets = photo
+    model = mlp()
+    state = torch.get_rng_state()
+    fit(model, coords, targets, epochs=2, lr=0.1, batch_size=100, progress=False)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_full_batch_none_equals_batch_size_n(photo):
+    coords, targets = photo
+    n = coords.shape[0]
+    out = []
+    for bs, shuffle in ((None, True), (n, True), (n, False), (10 * n, True)):
+        model = mlp()
+        h = fit(model, coords, targets, epochs=3, lr=0.3, batch_size=bs, shuffle=shuffle, progress=False)
+        out.append((h.loss, params_of(model)))
+    for loss, params in out[1:]:
+        assert loss == out[0][0]
+        assert same_params(params, out[0][1])
+
+
+def test_unshuffled_minibatches_differ_from_shuffled(photo):
+    coords, targets = photo
+    a, b = mlp(), mlp()
+    ha = fit(a, coords, targets, epochs=2, lr=0.2, batch_size=100, shuffle=False, progress=False)
+    hb = fit(b, coords, targets, epochs=2, lr=0.2, batch_size=100, shuffle=True, progress=False)
+    assert ha.loss != hb.loss
+
+
+# ----------------------------------------------------------------------------- divergence
+@pytest.mark.parametrize("full_eval", [True, False])
+def test_divergence_raises_with_history(photo, full_eval):
+    coords, targets = photo
+    with pytest.raises(TrainingDiverged) as info:
+        fit(mlp(), coords, targets, epochs=30, lr=1e12, batch_size=256, full_eval=full_eval, progress=False)
+    err = info.value
+    msg = str(err)
+    assert "lr=1e+12" in msg and f"epoch {err.epoch}" in msg and "'sgd'" in msg and "lower the learning rate" in msg
+    assert "mean" in msg
+    assert err.lr == 1e12 and err.optimizer == "sgd" and not math.isfinite(err.loss_value)
+    assert isinstance(err.history, History)
+    assert err.history.epochs == list(range(1, err.epoch))
+    assert len(err.history.loss) == len(err.history.epoch_seconds) == err.epoch - 1
+    assert err.history.stopped == f"diverged in epoch {err.epoch}"
+
+
+def test_non_finite_untrained_model_is_reported_before_training(photo):
+    coords, targets = photo
+    model = mlp()
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    with pytest.raises(TrainingDiverged, match="before training") as info:
+        fit(model, coords, targets, epochs=2, lr=0.1, progress=False)
+    assert info.value.epoch == 0 and info.value.history.epochs == []
+
+
+def test_interrupt_keeps_history(photo):
+    coords, targets = photo
+
+    def stop(model, epoch, history):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    model = mlp()
+    model.eval()
+    with pytest.raises(KeyboardInterrupt) as info:
+        fit(model, coords, targets, epochs=5, lr=0.1, callbacks={"stop": stop}, snapshot_epochs="all", progress=False)
+    assert info.value.history.epochs == [1, 2]
+    assert info.value.history.stopped == "interrupted after 2 completed epoch(s)"
+    assert not model.training                         # the caller's mode is restored
+
+
+# ----------------------------------------------------------------------------- callbacks
+def test_callbacks_at_requested_epochs_see_that_epochs_parameters(photo):
+    coords, targets = photo
+    calls = []
+
+    def snap(model, epoch, history):
+        calls.append(epoch)
+        assert len(history.epochs) == epoch           # the epoch's record is in before the call
+        assert not model.training
+        return params_of(model)
+
+    model = mlp()
+    p0 = params_of(model)
+    h = fit(model, coords, targets, epochs=6, lr=0.2, batch_size=128, seed=2,
+            callbacks={"params": snap}, snapshot_epochs="start,middle,end", progress=False)
+    assert calls == [0, 3, 6]
+    s = h.snapshots["params"]
+    assert sorted(s) == [0, 3, 6] and sorted(h.snapshot_seconds["params"]) == [0, 3, 6]
+    assert same_params(s[0], p0)
+    assert same_params(s[6], params_of(model))
+    assert not same_params(s[0], s[3]) and not same_params(s[3], s[6])
+    # epoch 3 of this run is the end of an independent 3-epoch run from the same start and seed
+    other = mlp()
+    fit(other, coords, targets, epochs=3, lr=0.2, batch_size=128, seed=2, progress=False)
+    assert same_params(s[3], params_of(other))
+    assert model.training                             # mode restored after the eval-mode callbacks
+
+
+def test_snapshot_epoch_specs():
+    assert start_middle_end(300) == [0, 150, 300]
+    assert start_middle_end(1) == [0, 1]
+    assert resolve_epochs(None, 10) == [0, 5, 10]
+    assert resolve_epochs("start, end, 4", 10) == [0, 4, 10]
+    assert resolve_epochs([2, "middle", 2], 10) == [2, 5]
+    assert resolve_epochs(7, 10) == [7]
+    assert resolve_epochs("all", 3) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="outside"):
+        resolve_epochs([11], 10)
+    with pytest.raises(ValueError, match="neither an integer"):
+        resolve_epochs("start,later", 10)
+    with pytest.raises(TypeError, match="integers"):
+        resolve_epochs([1.5], 10)
+
+
+def test_default_snapshots_single_callable_and_eval_fn(photo):
+    coords, targets = photo
+    seen = []
+
+    def metric(model, epoch):
+        assert not torch.is_grad_enabled() and not model.training
+        seen.append(epoch)
+        return {"mean_out": float(model(coords).mean()), "epoch_twice": 2 * epoch}
+
+    h = fit(mlp(), coords, targets, epochs=4, lr=0.1, callbacks=lambda m, e, hist: e * 10,
+            eval_fn=metric, progress=False)
+    assert h.snapshots == {"callback": {0: 0, 2: 20, 4: 40}}
+    assert seen == [0, 1, 2, 3, 4]
+    assert h.metrics["epoch_twice"] == [2, 4, 6, 8] and h.initial["metrics"]["epoch_twice"] == 0
+    assert len(h.metrics["mean_out"]) == 4
+
+
+def test_failing_callback_keeps_history(photo):
+    coords, targets = photo
+
+    def boom(model, epoch, history):
+        if epoch == 2:
+            raise KeyError("no such thing")
+        return epoch
+
+    with pytest.raises(CallbackError, match="'boom' raised at epoch 2") as info:
+        fit(mlp(), coords, targets, epochs=3, lr=0.1, callbacks={"boom": boom}, snapshot_epochs="all", progress=False)
+    assert info.value.history.snapshots["boom"] == {0: 0, 1: 1}
+    assert info.value.history.epochs == [1, 2]
+    assert isinstance(info.value.__cause__, KeyError)
+
+
+# ----------------------------------------------------------------------------- occupancy (BCE)
+def test_bce_on_probabilities_and_logits_with_iou():
+    x, y = disk()
+    # bce: the first full-batch loss is the BCE of the untrained model, computed by hand
+    model = mlp(width=32, sigmoid=True)
+    with torch.no_grad():
+        p0 = model(x).double().clamp(1e-7, 1 - 1e-7)
+    expected = float(-(y * p0.log() + (1 - y) * (1 - p0).log()).mean())
+    h = fit(model, x, y, epochs=60, lr=1e-2, optimizer="adam", batch_size=100, loss="bce", progress=False)
+    assert h.initial["loss"] == pytest.approx(expected, rel=1e-5)
+    assert h.full_loss[-1] < 0.5 * h.initial["loss"]
+    assert h.psnr == [] and len(h.iou) == 60
+    with torch.no_grad():
+        assert h.iou[-1] == pytest.approx(float(iou(model(x), y)), abs=1e-12)
+    assert h.iou[-1] > 0.8
+    # bce_logits: same network without the sigmoid; IoU thresholds logits at 0
+    logit_model = mlp(width=32)
+    h2 = fit(logit_model, x, y, epochs=60, lr=1e-2, optimizer="adam", batch_size=100, loss="bce_logits", progress=False)
+    with torch.no_grad():
+        assert h2.iou[-1] == pytest.approx(float(iou(logit_model(x), y, logits=True)), abs=1e-12)
+    assert h2.iou[-1] > 0.8
+
+
+def test_bce_rejects_a_model_without_sigmoid():
+    x, y = disk(100)
+    with pytest.raises(ValueError, match="bce_logits"):
+        fit(mlp(), x, y, epochs=1, lr=0.1, loss="bce", progress=False)
+
+
+# ----------------------------------------------------------------------------- shapes, dtypes, devices
+def test_flat_targets_numpy_inputs_and_float64_model(photo):
+    coords, targets = photo
+    a, b = mlp(), mlp()
+    ha = fit(a, coords, targets, epochs=2, lr=0.1, progress=False)
+    hb = fit(b, coords.numpy().astype(np.float64), targets.reshape(-1).numpy(), epochs=2, lr=0.1, progress=False)
+    assert ha.loss == hb.loss and same_params(params_of(a), params_of(b))
+    c = mlp(dtype=torch.float64)
+    hc = fit(c, coords, targets, epochs=2, lr=0.1, progress=False)
+    assert hc.config["dtype"] == "float64" and next(c.parameters()).dtype == torch.float64
+    assert hc.config["device"] == "cpu"
+
+
+def test_data_range_controls_psnr(photo):
+    coords, targets = photo
+    h = fit(mlp(), coords, targets * 255, epochs=1, lr=1e-4, progress=False)
+    assert h.psnr == [] and h.config["data_range"] is None            # "auto" and targets beyond [0, 1]
+    h255 = fit(mlp(), coords, targets * 255, epochs=1, lr=1e-4, data_range=255, progress=False)
+    assert h255.psnr[0] == pytest.approx(10 * math.log10(255 ** 2 / h255.full_loss[0]))
+    hrun = fit(mlp(), coords, targets, epochs=2, lr=0.1, full_eval=False, progress=False)
+    assert hrun.full_loss == [] and hrun.psnr_source == "running"
+    assert hrun.psnr[1] == pytest.approx(10 * math.log10(1 / hrun.loss[1]))
+
+
+def test_resample_draws_new_data_each_epoch():
+    calls = []
+
+    def resample(epoch, generator):
+        calls.append(epoch)
+        assert isinstance(generator, torch.Generator)
+        return disk(200 + epoch, seed=int(torch.randint(0, 10**6, (1,), generator=generator)))
+
+    x, y = disk(200)
+    h = fit(mlp(sigmoid=True), x, y, epochs=4, lr=0.1, batch_size=64, loss="bce", resample=resample, progress=False)
+    assert calls == [2, 3, 4] and len(h.iou) == 4
+    h2 = fit(mlp(sigmoid=True), x, y, epochs=4, lr=0.1, batch_size=64, loss="bce", resample=resample, progress=False)
+    assert h.loss == h2.loss                                        # the generator is seeded
+
+    def bad(epoch, generator):
+        return torch.rand(10, 2), torch.rand(9, 1)
+
+    with pytest.raises(ValueError, match="from resample"):
+        fit(mlp(sigmoid=True), x, y, epochs=2, lr=0.1, loss="bce", resample=bad, progress=False)
+
+
+def test_history_json_round_trip(photo):
+    coords, targets = photo
+    h = fit(mlp(), coords, targets, epochs=2, lr=0.1, callbacks={"w": lambda m, e, hist: m[0].bias.detach()[:3]},
+            snapshot_epochs=[0, 2], progress=False)
+    text = json.dumps(h.to_dict())
+    back = History.from_dict(json.loads(text))
+    assert back.loss == h.loss and back.psnr == h.psnr and back.config == h.config
+    assert sorted(back.snapshots["w"]) == [0, 2]
+    assert back.snapshots["w"][2] == pytest.approx(h.snapshots["w"][2].tolist())
+
+
+def test_progress_bar_only_when_asked(photo, capsys, monkeypatch):
+    coords, targets = photo
+    fit(mlp(), coords, targets, epochs=2, lr=0.1, progress=True, desc="camera")
+    err = capsys.readouterr().err
+    assert "camera" in err and "2/2" in err
+    fit(mlp(), coords, targets, epochs=2, lr=0.1, progress=False)
+    monkeypatch.setenv("INRLIB_PROGRESS", "0")
+    fit(mlp(), coords, targets, epochs=2, lr=0.1)
+    assert capsys.readouterr().err == ""
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("kwargs, exc, match", [
+    ({"coords": torch.rand(10, 2), "targets": torch.rand(9, 1)}, ValueError, "different numbers of samples"),
+    ({"targets": torch.full((20, 1), float("nan"))}, ValueError, "non-finite"),
+    ({"targets": torch.rand(20, 1) * 2, "loss": "bce_logits"}, ValueError, r"targets in \[0, 1\]"),
+    ({"optimizer": "rmsprop"}, ValueError, "unknown optimizer"),
+    ({"loss": "l1"}, ValueError, "unknown loss"),
+    ({"epochs": 0}, ValueError, "epochs must be >= 1"),
+    ({"epochs": 2.5}, TypeError, "epochs must be a positive integer"),
+    ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+    ({"lr": -1.0}, ValueError, "lr must be a positive"),
+    ({"coords": torch.rand(20)}, ValueError, "reshape"),
+    ({"coords": torch.rand(20, 3)}, ValueError, "input features"),
+    ({"targets": torch.rand(20, 3)}, ValueError, "wrong number of outputs"),
+    ({"optimizer_kwargs": {"nesterov_typo": True}}, TypeError, "optimizer_kwargs"),
+    ({"snapshot_epochs": [9], "callbacks": {"c": lambda m, e, h: 0}}, ValueError, "outside"),
+    ({"callbacks": {"c": 3}}, TypeError, "callbacks"),
+    ({"device": "gpu"}, ValueError, "not a torch device"),
+    ({"seed": 1.5}, TypeError, "seed must be an integer"),
+])
+def test_bad_input_raises_clear_errors(kwargs, exc, match):
+    args = {"coords": torch.rand(20, 2), "targets": torch.rand(20, 1), "epochs": 2, "lr": 0.1, "progress": False}
+    args.update(kwargs)
+    model = mlp(width=4)
+    coords, targets = args.pop("coords"), args.pop("targets")
+    with pytest.raises(exc, match=match):
+        fit(model, coords, targets, **args)
