@@ -20,7 +20,7 @@ def test_dense_ntk_parameterization_forward_and_init():
     w = layer.weight.detach()
     assert abs(float(w.mean())) < 0.01 and abs(float(w.std()) - 1) < 0.01      # N(0, 1)
     std = Dense(400, 300, parameterization="standard")
-    assert abs(float(std.weight.detach().std()) - math.sqrt(2 / 400)) < 0.002 and float(std.bias.abs().max()) == 0
+    assert abs(float(std.weight.detach().std()) - math.sqrt(2 / 400)) < 0.002 and float(std.bias.detach().abs().max()) == 0
     torch.testing.assert_close(std(a.float()), a.float() @ std.weight.T)
     with pytest.raises(ValueError, match="parameterization"):
         Dense(2, 2, parameterization="mup")

@@ -1,0 +1,288 @@
+"""The book pipeline, end to end, through the Makefile that `make book` uses.
+
+- Fast tests: the chapters' runtime helpers (inrlib.book) and the pipeline's toc/parameter logic.
+- ``book``: the fixture chapter (tests/fixtures/fixture_chapter.py) executed in the smoke profile
+  into a temporary build folder by ``make book``; re-execution decided by Make; a failing cell
+  failing the build without replacing the good notebook; ``make chapter`` with parameters.
+- ``browser``: the built pages in headless chromium (figures, MathJax, widgets, screenshots), and
+  a deliberately broken copy that the check must reject.
+- Every chapter and page listed in ``_toc.yml`` is executed (smoke) and checked the same way:
+  adding a chapter to the toc adds it here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import bookpipe  # noqa: E402
+import check_pages  # noqa: E402
+
+from inrlib import book  # noqa: E402
+
+FIXTURE = "tests/fixtures/fixture_chapter"
+MAKE_TIMEOUT = 1800
+
+
+def make(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the project's make in the repository root (clean of an outer make's flags)."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    environ.update(env or {})
+    return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), *args], capture_output=True, text=True,
+                          env=environ, timeout=MAKE_TIMEOUT)
+
+
+def output(proc: subprocess.CompletedProcess) -> str:
+    return f"--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+
+
+# ============================================================ runtime helpers (fast)
+
+def test_profile_value_picks_and_rejects_unknown():
+    assert book.profile_value("smoke", smoke=1, quick=2, paper=3) == 1
+    assert book.profile_value("paper", smoke=1, quick=2, paper=3) == 3
+    with pytest.raises(ValueError, match="unknown profile 'fast'.*'smoke', 'quick', 'paper'"):
+        book.profile_value("fast", smoke=1, quick=2, paper=3)
+
+
+def test_resolve_device():
+    import torch
+
+    assert book.resolve_device("cpu") == torch.device("cpu")
+    assert book.resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="not a torch device name"):
+        book.resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="sees no CUDA GPU"):
+            book.resolve_device("cuda")
+
+
+def test_progress_only_when_watched(monkeypatch):
+    items = [1, 2, 3]
+    monkeypatch.setenv("INRLIB_PROGRESS", "0")
+    assert book.progress(items) is items
+    monkeypatch.setenv("INRLIB_PROGRESS", "1")
+    with open(os.devnull, "w") as sink:
+        bar = book.progress(items, desc="x", file=sink)
+        assert bar is not items and list(bar) == items
+    monkeypatch.delenv("INRLIB_PROGRESS")
+    monkeypatch.setenv("CI", "true")
+    assert book.progress(items) is items
+
+
+def test_chapter_results_written_atomically_with_metadata(tmp_path, monkeypatch):
+    monkeypatch.setenv("INRLIB_RESULTS_DIR", str(tmp_path))
+    run = book.ChapterResults("theory", profile="smoke", device="auto", seed=3)
+    path = run.save({"min_eig": 1.5e-9, "n": 64}, device="cpu")
+    assert path == tmp_path / "theory.json"
+    data = json.loads(path.read_text())
+    assert data["numbers"] == {"min_eig": 1.5e-9, "n": 64}
+    assert data["params"] == {"profile": "smoke", "device": "auto", "seed": 3}
+    assert data["device"] == "cpu" and data["torch_version"] and data["inrlib_version"]
+    assert data["wall_time_s"] >= 0 and data["timestamp"].endswith("+00:00")
+    assert [p.name for p in tmp_path.iterdir()] == ["theory.json"]  # no temporary left behind
+    assert book.load_results("theory")["numbers"]["n"] == 64
+    with pytest.raises(FileNotFoundError, match="make chapter CHAPTER=weyl_bound"):
+        book.load_results("weyl_bound")
+    with pytest.raises(ValueError, match="unknown profile"):
+        book.ChapterResults("theory", profile="huge")
+    with pytest.raises(ValueError, match="plain file stem"):
+        book.save_results("../x", {}, {"profile": "smoke"})
+
+
+def test_results_default_folder_is_per_profile(tmp_path, monkeypatch):
+    monkeypatch.delenv("INRLIB_RESULTS_DIR", raising=False)
+    monkeypatch.chdir(ROOT / "book")  # where Jupyter runs a chapter opened from book/
+    assert book.results_dir("quick") == ROOT / "_build" / "results" / "quick"
+
+
+# ============================================================ pipeline logic (fast)
+
+def test_toc_entries_and_missing_source(tmp_path):
+    files = bookpipe.toc_files(ROOT / "_toc.yml")
+    assert files[0] == "book/intro"
+    for entry in files:  # every toc entry has a source
+        bookpipe.resolve_entry(entry)
+    toc = tmp_path / "toc.yml"
+    toc.write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/no_such_chapter\n")
+    with pytest.raises(bookpipe.PipelineError, match=r"book/no_such_chapter.*expected book/no_such_chapter.py"):
+        bookpipe.toc_chapters(toc)
+
+
+def test_filter_toc_drops_entries_and_empty_parts():
+    toc = {"root": "a", "parts": [{"caption": "P", "chapters": [{"file": "b"}, {"file": "c", "sections": [{"file": "d"}]}]},
+                                  {"caption": "Q", "chapters": [{"file": "e"}]}]}
+    out = bookpipe._filter_toc(toc, {"a", "c"})
+    assert out == {"root": "a", "parts": [{"caption": "P", "chapters": [{"file": "c"}]}]}
+
+
+def test_parameters_cell_is_required_and_unknown_parameters_rejected(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text('# %%\nprofile = "quick"\n')
+    with pytest.raises(bookpipe.PipelineError, match="0 cells tagged 'parameters'"):
+        bookpipe.execute(bad, tmp_path / "out.ipynb", {}, tmp_path)
+    partial = tmp_path / "partial.py"
+    partial.write_text('# %% tags=["parameters"]\nprofile = "quick"\n')
+    with pytest.raises(bookpipe.PipelineError, match="missing: device, seed"):
+        bookpipe.execute(partial, tmp_path / "out.ipynb", {}, tmp_path)
+    with pytest.raises(bookpipe.PipelineError, match="has no parameter 'profle'"):
+        bookpipe.execute(ROOT / f"{FIXTURE}.py", tmp_path / "out.ipynb", {"profle": "paper"}, tmp_path)
+    with pytest.raises(bookpipe.PipelineError, match="unknown profile 'huge'"):
+        bookpipe.execute(ROOT / f"{FIXTURE}.py", tmp_path / "out.ipynb", {"profile": "huge"}, tmp_path)
+    assert not (tmp_path / "out.ipynb").exists()
+    assert bookpipe.parse_params([["seed", "3"], ["lr", "0.5"], ["fail", "True"], ["device", "cuda"]], [["tag", "7"]]) == \
+        {"seed": 3, "lr": 0.5, "fail": True, "device": "cuda", "tag": "7"}
+
+
+# ============================================================ the fixture chapter through `make book`
+
+@pytest.fixture(scope="module")
+def fixture_build(tmp_path_factory):
+    """`make book` in the smoke profile over a toc of the intro and the fixture chapter."""
+    toc = ROOT / "tests" / "fixtures" / "_toc.yml"
+    build = tmp_path_factory.mktemp("book") / "build"
+    args = (f"BUILD={build}", "PROFILE=smoke", f"TOC={toc}")
+    proc = make("book", *args)
+    assert proc.returncode == 0, f"make book failed\n{output(proc)}"
+    return {"build": build, "toc": toc, "args": args, "log": proc.stderr}
+
+
+@pytest.mark.book
+def test_make_book_executes_fixture_in_smoke_profile(fixture_build):
+    build = fixture_build["build"]
+    nb = json.loads((build / "executed" / "smoke" / f"{FIXTURE}.ipynb").read_text())
+    assert nb["metadata"]["papermill"]["parameters"] == {"profile": "smoke"}
+    assert nb["metadata"]["kernelspec"]["name"] == "inrlib"
+    assert nb["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"], "widget state not saved"
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "the figure is missing (inline backend?)"
+    results = json.loads((build / "results" / "smoke" / "fixture_chapter.json").read_text())
+    assert results["params"]["profile"] == "smoke" and results["numbers"]["n"] == 64
+    assert (build / "html" / f"{FIXTURE}.html").is_file() and (build / "html" / "index.html").is_file()
+    # the sources get their executed notebooks only under the build folder
+    assert not list((ROOT / "tests" / "fixtures").glob("*.ipynb"))
+
+
+@pytest.mark.book
+def test_make_reexecutes_only_what_changed(fixture_build):
+    args = fixture_build["args"]
+    execute = f"execute {FIXTURE}.py"
+
+    def dry(*extra):
+        proc = make("-n", *extra, "_book", *args)
+        assert proc.returncode == 0, output(proc)
+        return proc.stdout
+
+    assert execute not in dry(), "nothing changed, yet make would re-execute the chapter"
+    assert execute in dry("-W", f"{FIXTURE}.py"), "a changed chapter source must re-execute it"
+    assert execute in dry("-W", "inrlib/io.py"), "a changed library file must re-execute the chapters"
+    quick = make("-n", "_book", *args[:1], "PROFILE=quick", *args[2:])
+    assert execute in quick.stdout and "-p profile quick" in quick.stdout, \
+        "the smoke notebook must not be reused for the quick profile"
+
+
+@pytest.mark.book
+def test_failing_cell_fails_build_and_keeps_good_notebook(fixture_build):
+    build, args = fixture_build["build"], fixture_build["args"]
+    good = build / "executed" / "smoke" / f"{FIXTURE}.ipynb"
+    before = good.read_bytes()
+    proc = make("-W", f"{FIXTURE}.py", "_book", *args, env={"INRLIB_FIXTURE_FAIL": "1"})
+    assert proc.returncode != 0, "a failing cell must fail the build"
+    assert f"chapter {FIXTURE}.py FAILED" in proc.stderr, output(proc)
+    assert "RuntimeError: fixture failure requested" in proc.stderr, output(proc)
+    assert good.read_bytes() == before, "the failed run replaced the good notebook"
+    failed = good.with_name("fixture_chapter.failed.ipynb")
+    assert "fixture failure requested" in failed.read_text()
+    # the failed run is kept for inspection, and never published
+    assert not list((build / "src").rglob("*.failed.ipynb"))
+
+
+@pytest.mark.book
+def test_make_chapter_with_parameters(fixture_build):
+    build, toc = fixture_build["build"], fixture_build["toc"]
+    proc = make("chapter", f"CHAPTER={FIXTURE}", 'PARAMS=-p profile smoke -p seed 7', f"BUILD={build}", f"TOC={toc}")
+    assert proc.returncode == 0, output(proc)
+    custom = json.loads((build / "executed" / "custom" / f"{FIXTURE}.ipynb").read_text())
+    assert custom["metadata"]["papermill"]["parameters"] == {"profile": "smoke", "seed": 7}
+    page = (build / "html" / f"{FIXTURE}.html").read_text()
+    assert re.search(r'tag_injected-parameters.*?seed</span> <span class="o">=</span> <span class="mi">7</span>', page, re.S), \
+        "the page does not show the chapter run with seed 7"
+    published = json.loads((build / "src" / f"{FIXTURE}.ipynb").read_text())
+    assert published["metadata"]["papermill"]["parameters"]["seed"] == 7
+    proc = make("chapter", "CHAPTER=no_such_chapter", f"BUILD={build}", f"TOC={toc}")
+    assert proc.returncode != 0 and "no chapter 'no_such_chapter'" in proc.stderr, output(proc)
+
+
+@pytest.fixture(scope="module")
+def fixture_pages(fixture_build):
+    return {r.page: r for r in check_pages.check_pages(fixture_build["build"])}
+
+
+@pytest.mark.book
+@pytest.mark.browser
+def test_fixture_pages_render_in_chromium(fixture_pages):
+    assert set(fixture_pages) == {"book/intro", FIXTURE}
+    for report in fixture_pages.values():
+        assert report.ok, f"{report.page}: {report.problems}"
+        assert report.screenshot.is_file() and report.screenshot.stat().st_size > 10_000
+    chapter = fixture_pages[FIXTURE]
+    assert chapter.figures >= 1 and chapter.math >= 2 and chapter.widgets >= 1
+    assert fixture_pages["book/intro"].math >= 1
+
+
+@pytest.mark.book
+@pytest.mark.browser
+def test_page_check_rejects_broken_pages(fixture_build, fixture_pages, tmp_path):
+    """Without MathJax, the widget bundle and the figure files, the check must fail on each."""
+    src = fixture_build["build"]
+    broken = tmp_path / "broken"
+    shutil.copytree(src / "src", broken / "src")
+    shutil.copytree(src / "html", broken / "html", ignore=shutil.ignore_patterns("mathjax", "embed-amd.js"))
+    for png in (broken / "html" / "_images").glob("*.png"):
+        png.write_bytes(b"")
+    (report,) = check_pages.check_pages(broken, pages=[FIXTURE])
+    problems = "\n".join(report.problems)
+    assert "math not rendered by MathJax" in problems, problems
+    assert "rendered by the widget manager" in problems, problems
+    assert "missing or empty image file" in problems, problems
+    (missing,) = check_pages.check_pages(broken, pages=["book/no_such_page"])
+    assert "does not exist" in missing.problems[0]
+
+
+# ============================================================ every chapter in _toc.yml
+
+BOOK_TOC = ROOT / os.environ.get("INRLIB_BOOK_TOC", "_toc.yml")  # another toc to try this part on
+TOC_PAGES = bookpipe.toc_files(BOOK_TOC)[1:]  # the root page is checked with the fixture above
+
+
+@pytest.fixture(scope="module")
+def toc_build(tmp_path_factory):
+    build = tmp_path_factory.mktemp("toc") / "build"
+    proc = make("-k", "book", f"BUILD={build}", "PROFILE=smoke", f"TOC={BOOK_TOC}")
+    reports = {}
+    if proc.returncode == 0:
+        reports = {r.page: r for r in check_pages.check_pages(build)}
+    return {"build": build, "proc": proc, "reports": reports}
+
+
+@pytest.mark.book
+@pytest.mark.browser
+@pytest.mark.parametrize("entry", TOC_PAGES)
+def test_toc_page_executes_and_renders(toc_build, entry):
+    kind, path = bookpipe.resolve_entry(entry)
+    stem = str(path.relative_to(ROOT).with_suffix(""))
+    if kind == "chapter":
+        nb = toc_build["build"] / "executed" / "smoke" / f"{stem}.ipynb"
+        assert nb.is_file(), f"{stem} did not execute in the smoke profile\n{output(toc_build['proc'])}"
+    assert toc_build["proc"].returncode == 0, f"make book (smoke) failed\n{output(toc_build['proc'])}"
+    report = toc_build["reports"][stem]
+    assert report.ok, f"{stem}: {report.problems}"
