@@ -1,0 +1,226 @@
+"""Paper 000's kernel algebra by hand (inrlib.theory) against the engine, the Weyl chains, and the widgets' logic."""
+import numpy as np
+import pytest
+import torch
+
+from inrlib.encodings import FourierEncoding, HashGridEncoding, IdentityEncoding, MultigridEncoding
+from inrlib.models import CoordinateMLP
+from inrlib.ntk import empirical_ntk
+from inrlib.theory import (bilinear_cell, bilinear_check, chain_b_verdict, embed, embedding_sensitivities, grid_term,
+                           interpolation_matrix, markdown_table, one_hidden_layer_ntk, relative_error, weyl_chains,
+                           weyl_study)
+from inrlib.widgets import (draw_explorer, explorer_figure, explorer_state, figure_png, grid_levels,
+                            ntk_explorer)
+
+TOL = 1e-12
+
+
+def net(encoding, hidden=(32,), out=1, activation="relu", seed=0):
+    torch.manual_seed(seed)
+    return CoordinateMLP(encoding, list(hidden), out, activation)
+
+
+# ---------------------------------------------------------------------------- Eq. 8-9, 14
+@pytest.mark.parametrize("make", [lambda: IdentityEncoding(2), lambda: FourierEncoding(2, 3),
+                                  lambda: MultigridEncoding(2, [4, 9], 2)])
+@pytest.mark.parametrize("activation,out", [("relu", 1), ("tanh", 3)])
+def test_eq9_by_hand_is_the_engines_mlp_group(make, activation, out):
+    model = net(make(), out=out, activation=activation)
+    x = torch.rand(30, 2)
+    K = empirical_ntk(model, x, groups=True)
+    H = one_hidden_layer_ntk(model, x)
+    assert relative_error(H["total"], K["mlp"]) < TOL
+    assert relative_error(H["W2"] + H["W1"] + H["b1"] + H["b2"], H["total"]) < TOL
+    # every term matters: leaving the output bias (which Eq. 8 omits) out is detectably wrong
+    assert relative_error(H["total"] - H["b2"], K["mlp"]) > 1e-3
+    assert relative_error(H["total"] - H["W1"], K["mlp"]) > 1e-3
+
+
+def test_eq9_refuses_deeper_networks():
+    with pytest.raises(ValueError, match="one hidden layer"):
+        one_hidden_layer_ntk(net(IdentityEncoding(2), hidden=(8, 8)), torch.rand(4, 2))
+
+
+def test_eq14_fourier_kernel_is_the_mlp_on_the_embedding():
+    model = net(FourierEncoding(2, 4), hidden=(16, 16))
+    x = torch.rand(25, 2)
+    K = empirical_ntk(model, x, groups=True)
+    assert float(K["grid"].abs().max()) == 0.0
+    assert relative_error(empirical_ntk(model.mlp, embed(model, x)), K["total"]) < TOL
+
+
+# ---------------------------------------------------------------------------- Eq. 2, 11
+def test_eq2_and_eq11_from_the_cell_geometry():
+    torch.manual_seed(1)
+    enc = MultigridEncoding(2, [3, 6], features=2, init_std=1.0)
+    for level in (0, 1):
+        c = bilinear_check(enc, torch.rand(40, 2, dtype=torch.float64), level)
+        assert c["eq2_max_abs_error"] < 1e-12 and c["eq11_max_rel_error"] < 1e-12
+        assert c["min_nonzeros"] == c["max_nonzeros"] == 4 and c["max_partition_error"] < 1e-12
+    one = bilinear_cell(enc, (0.3, 0.8), level=1, feature=1)
+    assert one["grad_eq11"].shape == (2, 2) and abs(one["grad_eq11"].sum() - 1) < 1e-12
+    # the outer product is not symmetric in x and y: swapping the axes would be caught
+    c = bilinear_cell(enc, (0.13, 0.71), level=1)
+    assert np.abs(c["grad_eq11"] - c["grad_eq11"].T).max() > 1e-3
+    with pytest.raises(ValueError, match="2D MultigridEncoding"):
+        bilinear_cell(MultigridEncoding(1, [4], 1), (0.5,))
+
+
+# ---------------------------------------------------------------------------- Eq. 12-13
+def test_interpolation_matrix_reproduces_the_encoding():
+    torch.manual_seed(2)
+    enc = MultigridEncoding(2, [5, 7], features=3, init_std=1.0).double()
+    x = torch.rand(20, 2, dtype=torch.float64)
+    for level in (0, 1):
+        S = interpolation_matrix(enc, x, level).to_dense()
+        assert S.shape == (20, enc.resolutions[level] ** 2)
+        assert torch.allclose(S.sum(1), torch.ones(20, dtype=torch.float64))
+        assert torch.allclose(S @ enc.tables[level], enc.interpolate(x, level), atol=1e-13)
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_grid_term_by_hand_equals_the_engine(dim):
+    model = net(MultigridEncoding(dim, [4, 11], 2), hidden=(24,), out=2)
+    x = torch.rand(35, dim)
+    K = empirical_ntk(model, x, groups=True)
+    for method in ("formula", "autograd"):
+        G = grid_term(model, x, method)
+        assert relative_error(G["total"], K["grid"]) < TOL
+        for level in (0, 1):
+            assert relative_error(G[f"level{level}"], K[f"encoding.level{level}"]) < TOL
+    # E E^T alone (without the interpolation overlap S S^T) is not the grid term
+    E = embedding_sensitivities(model, x).reshape(35, -1)
+    assert relative_error(E @ E.T, K["grid"]) > 0.1
+
+
+def test_grid_term_with_hash_collisions_and_a_deep_mlp():
+    enc = HashGridEncoding(2, levels=2, features=2, log2_table_size=4, min_resolution=3, max_resolution=9)
+    model = net(enc, hidden=(16, 16))
+    x = torch.rand(30, 2)
+    K = empirical_ntk(model, x, groups=True)
+    assert relative_error(grid_term(model, x)["total"], K["grid"]) < TOL
+    with pytest.raises(ValueError, match="one hidden layer"):
+        grid_term(model, x, method="formula")
+
+
+def test_sensitivity_formula_matches_autograd():
+    model = net(MultigridEncoding(2, [3, 5], 2), hidden=(20,), out=3)
+    x = torch.rand(12, 2)
+    a, f = embedding_sensitivities(model, x, "autograd"), embedding_sensitivities(model, x, "formula")
+    assert a.shape == (12, 3, model.encoding.out_features)
+    assert relative_error(f, a) < TOL
+
+
+# ---------------------------------------------------------------------------- Theorem 1
+def _psd(n, rank, seed):
+    g = torch.Generator().manual_seed(seed)
+    F = torch.randn(n, rank, generator=g, dtype=torch.float64)
+    return F @ F.T
+
+
+def test_weyl_chains_on_known_matrices():
+    A, B = _psd(30, 30, 0), _psd(30, 12, 1)          # B rank-deficient: lambda_n(B) = 0
+    r = weyl_chains(A + B, A, B, A)
+    assert r["a_holds"] and r["ineq1_holds"] and r["c_holds"] and r["b_holds"]
+    assert abs(r["lambda_n_grid"]) <= r["floor_grid"]
+    # a "baseline" with a larger top eigenvalue breaks chain (b) at the top, not chain (a)
+    base = A + 50 * torch.outer(torch.ones(30, dtype=torch.float64), torch.ones(30, dtype=torch.float64))
+    r = weyl_chains(A + B, A, B, base)
+    assert r["a_holds"] and not r["c_holds"] and r["c_first_fail"] == 0 and r["c_worst_ratio"] < 1
+    assert 0 < r["c_fraction_fail"] < 0.2
+    # a total that is not mlp + grid can violate chain (a): the check is not vacuous
+    I = torch.eye(30, dtype=torch.float64)
+    shift = 2 * float(torch.linalg.eigvalsh(B)[-1])      # beyond Weyl's upper bound lambda_i(A) + lambda_1(B)
+    A2 = A + 2 * shift * I                               # keeps the shifted total positive definite
+    r = weyl_chains(A2 + B - shift * I, A2, B, A2)
+    assert not r["a_holds"] and r["a_violations"] > 0 and r["sum_relative_error"] > 1e-3
+    assert set(r["spectra"]) >= {"total", "mlp", "grid", "base", "ratio"}
+
+
+def test_chain_b_verdict_thresholds():
+    row = {"c_holds": False, "c_fraction_fail": 0.005, "c_worst_ratio": 0.8}
+    assert chain_b_verdict(row) == "approximately"
+    assert chain_b_verdict({**row, "c_worst_ratio": 0.2}) == "fails"
+    assert chain_b_verdict({**row, "c_fraction_fail": 0.3}) == "fails"
+    assert chain_b_verdict({**row, "c_holds": True}) == "holds"
+
+
+def test_weyl_study_small_run():
+    torch.manual_seed(0)
+    t = (torch.arange(5, dtype=torch.float32) + 0.5) / 5
+    coords = torch.stack(torch.meshgrid(t, t, indexing="xy"), -1).reshape(-1, 2)
+    targets = torch.rand(25, 1)
+    grid = lambda r: {"type": "multigrid", "resolutions": r, "features": 2}   # noqa: E731
+    configs = [{"name": "a", "encoding": grid([3, 5]), "hidden": [8, 8], "seed": 0},
+               {"name": "b", "encoding": grid([5]), "hidden": [8, 8], "seed": 0},
+               {"name": "c", "encoding": grid([5]), "hidden": [8, 8], "seed": 1}]
+    out = weyl_study(configs, (coords, targets), ("init", "end"), epochs=2,
+                     train={"lr": 0.5, "batch_size": 10})
+    assert [(r["config"], r["stage"], r["epoch"]) for r in out["rows"]] == [
+        ("a", "init", 0), ("a", "end", 2), ("b", "init", 0), ("b", "end", 2), ("c", "init", 0), ("c", "end", 2)]
+    assert all(r["a_holds"] and r["ineq1_holds"] for r in out["rows"])
+    assert all(r["sum_relative_error"] < TOL for r in out["rows"])
+    h = out["histories"]
+    assert h["a"]["base"] is h["b"]["base"] and h["c"]["base"] is not h["a"]["base"]   # one baseline per seed
+    assert out["rows"][1]["psnr_mpe"] == pytest.approx(h["a"]["mpe"].psnr[-1])
+    with pytest.raises(ValueError, match="unique"):
+        weyl_study([configs[0], configs[0]], (coords, targets), epochs=1, train={"lr": 0.1})
+
+
+def test_markdown_table():
+    text = markdown_table([{"a": 1, "b": 0.123456, "c": True}, {"a": 2, "b": 1e-9, "c": False}],
+                          {"A": "a", "B": "b", "C": "c", "twice": lambda r: str(2 * r["a"])}, {"B": ".2e"})
+    lines = text.splitlines()
+    assert lines[0] == "| A | B | C | twice |" and lines[2] == "| 1 | 1.23e-01 | yes | 2 |"
+    assert lines[3] == "| 2 | 1.00e-09 | **no** | 4 |"
+
+
+# ---------------------------------------------------------------------------- widgets
+def test_grid_levels():
+    assert grid_levels(16, 3) == [4, 8, 16]
+    assert grid_levels(5, 1) == [5]
+    assert grid_levels(4, 4) == [2, 2, 2, 4]
+
+
+@pytest.mark.parametrize("encoding", ["none", "fourier", "multigrid"])
+def test_explorer_state(encoding):
+    s = {t: explorer_state(encoding, 8, 2, 3, t, n_points=20, width=16) for t in ("total", "mlp", "grid")}
+    K = s["total"]["K"]
+    assert K.shape == (20, 20) and np.allclose(K, K.T)
+    ev = s["total"]["eigenvalues"]
+    assert np.all(np.diff(ev) <= 0) and s["total"]["floor"] > 0
+    assert np.allclose(s["mlp"]["K"] + s["grid"]["K"], K, rtol=0, atol=1e-12 * np.abs(K).max())
+    assert s["grid"]["zero"] == (encoding != "multigrid")
+    with pytest.raises(ValueError, match="term"):
+        explorer_state(encoding, term="everything")
+
+
+def test_explorer_figure_and_drawing():
+    fig, states = explorer_figure([{"encoding": "none"}, {"encoding": "multigrid", "term": "grid"},
+                                   {"encoding": "fourier", "term": "grid"}], n_points=16, width=8)
+    assert len(states) == 3 and len(fig.axes) >= 6
+    assert figure_png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = draw_explorer(states[0])
+    spectrum_ax = fig.axes[1]
+    assert spectrum_ax.get_yscale() == "log"
+    assert any(np.allclose(line.get_ydata(), states[0]["floor"]) for line in spectrum_ax.get_lines())
+
+
+def test_ntk_explorer_reacts_to_its_controls(monkeypatch):
+    box = ntk_explorer(n_points=12, width=8, encoding="multigrid", resolution=8, levels=2)
+    assert box.png[:4] == b"\x89PNG" and 'src="data:image/png;base64,' in box.image.value
+    assert box.state["settings"]["resolutions"] == [4, 8]
+    first = box.image.value
+    box.controls["encoding"].value = "fourier"
+    assert box.state["settings"]["encoding"] == "fourier" and box.image.value != first
+    box.controls["fourier_levels"].value = 5
+    assert box.state["settings"]["fourier_levels"] == 5
+    box.controls["term"].value = "grid"
+    assert box.state["zero"]
+    import inrlib.widgets as W
+
+    def broken(*a, **k):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(W, "explorer_state", broken)
+    box.controls["levels"].value = 3                     # shown in the widget, not raised
+    assert "boom" in box.message.value
