@@ -35,6 +35,18 @@ __all__ = [
 DOMAIN_TOLERANCE = 1e-6
 
 
+def _is_batched(x: Tensor) -> bool:
+    """True for a tensor traced by ``torch.func.vmap`` (its values are not available to Python)."""
+    ft = getattr(torch._C, "_functorch", None)
+    if ft is None:  # pragma: no cover - older torch
+        return False
+    while ft.is_functorch_wrapped_tensor(x):       # vmap's batching may sit under grad transforms' wrappers
+        if ft.is_batchedtensor(x):
+            return True
+        x = ft.get_unwrapped(x)
+    return False
+
+
 def check_coords(x: Tensor, dim: int, *, clamp: bool = False, who: str = "encoding") -> Tensor:
     """Validate a batch of coordinates and return it (clamped to ``[0, 1]`` if ``clamp``).
 
@@ -50,6 +62,8 @@ def check_coords(x: Tensor, dim: int, *, clamp: bool = False, who: str = "encodi
     if not x.is_floating_point():
         raise TypeError(f"{who} expects floating-point coordinates, got {x.dtype}; "
                         "convert with x.float() (or x.double())")
+    if _is_batched(x):           # inside torch.func.vmap values cannot be read; the caller checked them
+        return x.clamp(0.0, 1.0) if clamp else x
     x_ = x.detach()
     if not bool(torch.isfinite(x_).all()):
         bad = int((~torch.isfinite(x_)).any(dim=1).sum())

@@ -565,15 +565,33 @@ def _functional(model: nn.Module, names: Iterable[str]):
 
 
 def _jacobian(model: nn.Module, x: Tensor, params: dict[str, Tensor], chunk: int) -> Tensor:
-    """``J`` of shape ``(N, C, P)``: the Jacobian of the outputs w.r.t. ``params``, in row chunks."""
+    """``J`` of shape ``(N, C, P)``: the Jacobian of the outputs w.r.t. ``params``, in row chunks.
+
+    The textbook ``torch.func`` way: ``vmap`` over the points of ``jacrev`` of the model on one
+    point (``O(N P)``). A model ``vmap`` cannot trace (data-dependent Python on its input, say)
+    gets ``jacrev`` of the whole chunk instead: exact too, but one backward per output row.
+    """
     f = _functional(model, params)
     detached = {n: p.detach() for n, p in params.items()}
+
+    def one(p: dict[str, Tensor], xi: Tensor) -> Tensor:      # (C,) for one point (d,)
+        return f(p, xi[None])[0]
+
+    per_sample = vmap(jacrev(one), in_dims=(None, 0))
     parts = []
     for start in range(0, x.shape[0], chunk):
         xc = x[start:start + chunk]
-        jac = jacrev(lambda p: f(p, xc))(detached)          # dict of (n, C, *shape)
+        jac = None
+        if per_sample is not None:
+            try:
+                jac = per_sample(detached, xc)                 # dict of (n, C, *shape)
+            except Exception:  # noqa: BLE001 - not vmap-able: whole-chunk reverse mode below
+                per_sample = None
+        if jac is None:
+            jac = jacrev(lambda p: f(p, xc))(detached)
         parts.append(torch.cat([j.reshape(j.shape[0], j.shape[1], -1) for j in jac.values()], dim=2))
-    return torch.cat(parts, dim=0)
+        del jac
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
 
 
 def _jacobian_ntk(model: nn.Module, x1: Tensor, x2: Tensor | None, params: dict[str, Tensor], outputs: str,
