@@ -26,24 +26,10 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process (``VmHWM``). Not ``ru_maxrss``: Linux carries that
-    across ``execve`` from the forking parent, so a child would report its parent's size."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procmem import peak_rss_mb, rss_mb  # noqa: E402
 
 
 def main() -> None:

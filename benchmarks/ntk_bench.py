@@ -52,6 +52,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from procmem import peak_rss_mb, rss_mb  # noqa: E402
 
 MODELS = {
     "identity": {"encoding": {"type": "identity", "dim": 2}, "hidden": [512, 512]},
@@ -113,24 +115,6 @@ def dense_layers(name: str) -> list[tuple[int, int]]:
 def counted_dense_flops(name: str, n: int) -> float:
     """``2 N^2 (n_in + n_out)`` per dense layer plus 3 ``N^2`` elementwise (the whole N x N kernel)."""
     return float(sum(2 * n * n * (a + b) + 3 * n * n for a, b in dense_layers(name)))
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process (``VmHWM``). Not ``ru_maxrss``: Linux carries that
-    across ``execve`` from the forking parent, so a child would report its parent's size."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def fmt_gb(b: float) -> str:
@@ -529,7 +513,7 @@ def _targets(results: dict) -> dict:
         if d and "fraction_of_peak_counted" in d:
             t["dense_fraction_of_peak_counted"] = d["fraction_of_peak_counted"]
             t["dense_fraction_of_peak_performed"] = d["fraction_of_peak_performed"]
-            t["gemm_ok(>=70%)"] = d["fraction_of_peak_counted"] >= 0.7
+            t["gemm_ok(>=70%, performed)"] = d["fraction_of_peak_performed"] >= 0.7
         out[name] = t
     print(f"\nTargets at N={n}:")
     for name, t in out.items():

@@ -626,25 +626,19 @@ def _ntk_vp(model: nn.Module, x1: Tensor, x2: Tensor | None, outputs: str, chunk
         return jvp(lambda p: f(p, x1), (params,), (tangent,))[1]   # (n1, c)
 
     n1 = x1.shape[0]
-    if outputs == "trace":
-        k = torch.zeros(n1, n2, dtype=x1.dtype, device=x1.device)
-        for ch in range(c):
-            for start in range(0, n2, chunk):
-                idx = torch.arange(start, min(n2, start + chunk), device=x1.device)
-                cots = torch.zeros(idx.numel(), n2, c, dtype=x1.dtype, device=x1.device)
-                cots[torch.arange(idx.numel()), idx, ch] = 1
-                cols = vmap(column)(cots)                  # (b, n1, c)
-                k[:, idx] += cols[:, :, ch].T
-        return k
-    k = torch.zeros(n1, c, n2, c, dtype=x1.dtype, device=x1.device)
+    trace = outputs == "trace"
+    k = torch.zeros((n1, n2) if trace else (n1, c, n2, c), dtype=x1.dtype, device=x1.device)
     for ch in range(c):
         for start in range(0, n2, chunk):
             idx = torch.arange(start, min(n2, start + chunk), device=x1.device)
             cots = torch.zeros(idx.numel(), n2, c, dtype=x1.dtype, device=x1.device)
             cots[torch.arange(idx.numel()), idx, ch] = 1
             cols = vmap(column)(cots)                      # (b, n1, c)
-            k[:, :, idx, ch] = cols.permute(1, 2, 0)
-    return k.reshape(n1 * c, n2 * c)
+            if trace:
+                k[:, idx] += cols[:, :, ch].T
+            else:
+                k[:, :, idx, ch] = cols.permute(1, 2, 0)
+    return k if trace else k.reshape(n1 * c, n2 * c)
 
 
 # ----------------------------------------------------------------------------------------------
