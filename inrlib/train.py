@@ -175,6 +175,22 @@ class History:
     def loss_name(self) -> str:
         return self.config.get("loss")
 
+    def __repr__(self) -> str:      # the lists can be long: a summary, not the whole record
+        parts = [f"{len(self.epochs)} epochs", f"{self.config.get('optimizer')} lr={self.config.get('lr')}",
+                 f"loss={self.config.get('loss')}"]
+        if self.loss:
+            parts.append(f"last loss {self.loss[-1]:.4g}")
+        if self.psnr:
+            parts.append(f"last PSNR {self.psnr[-1]:.2f} dB (best {max(self.psnr):.2f})")
+        if self.iou:
+            parts.append(f"last IoU {self.iou[-1]:.4f}")
+        if self.snapshots:
+            parts.append(f"snapshots {sorted(self.snapshots)}")
+        if self.stopped:
+            parts.append(f"stopped: {self.stopped}")
+        parts.append(f"{self.total_seconds:.1f} s")
+        return "History(" + ", ".join(parts) + ")"
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python copy for ``json.dump``: tensors/arrays become nested lists, snapshot
         epochs become string keys, unknown objects their ``repr``. PSNR may be ``inf`` (a perfect
