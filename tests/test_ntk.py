@@ -256,6 +256,63 @@ def test_matrix_free_products_and_lanczos_extremes():
     assert res["products"] > 0 and np.all(res["residual_largest"] < 1e-6 * ev[0])
 
 
+@pytest.mark.parametrize("make", [
+    lambda: CoordinateMLP(MultigridEncoding(2, [5, 17], 2), [24, 24], 3, "relu"),                   # grid + dense, 3 outputs
+    lambda: CoordinateMLP(HashGridEncoding(2, levels=2, features=2, log2_table_size=6, min_resolution=4,
+                                           max_resolution=20), [16], 1, "relu"),
+    lambda: CoordinateMLP(FourierEncoding(2, 3), [16, 16], 2, "staf"),                             # per-sample sites
+    lambda: nn.Sequential(nn.Linear(2, 16), Unknown(16), nn.Linear(16, 1)),                        # a module it does not know
+])
+def test_structured_matrix_free_products_equal_dense_kernel(make):
+    """The site-local products (method="structured") on models with every kind of site."""
+    torch.manual_seed(11)
+    model = make()
+    x = torch.rand(300, 2)
+    K = empirical_ntk(model, x)
+    op = NTKOperator(model, x, method="structured", chunk_size=128)     # several chunks
+    assert op.method == "structured"
+    v = torch.randn(300, 2, dtype=torch.float64)
+    assert rel(op.matvec(v), K @ v) < 1e-12
+    auto = NTKOperator(model, x, method="autodiff")
+    assert rel(auto.matvec(v[:, 0]), K @ v[:, 0]) < 1e-12
+
+
+def test_structured_products_need_modules_called_once():
+    torch.manual_seed(12)
+    x = torch.rand(50, 2)
+    with pytest.raises(ValueError, match="method='autodiff'"):
+        NTKOperator(Shared(), x, method="structured")
+    op = NTKOperator(Shared(), x, method="auto")
+    assert op.method == "autodiff"
+    v = torch.randn(50, dtype=torch.float64)
+    model = Shared()
+    assert rel(NTKOperator(model, x).matvec(v), empirical_ntk(model, x) @ v) < 1e-12
+    with pytest.raises(ValueError, match="method must be"):
+        NTKOperator(model, x, method="fast")
+
+
+def test_lanczos_and_arpack_agree_on_both_ends():
+    torch.manual_seed(13)
+    model = CoordinateMLP(FourierEncoding(1, 3), [32, 32], 1, "relu")
+    x = torch.linspace(0, 1, 60)[:, None]
+    ev = spectrum(empirical_ntk(model, x))
+    op = NTKOperator(model, x)
+    lz = extreme_eigenvalues(op, k=4, tol=1e-12, maxiter=60)
+    ar = extreme_eigenvalues(op, k=4, method="arpack", tol=1e-12)
+    assert lz["converged"]
+    for res in (lz, ar):
+        np.testing.assert_allclose(res["largest"], ev[:4], rtol=1e-9)
+        np.testing.assert_allclose(res["smallest"], ev[-4:], rtol=1e-6, atol=1e-9 * ev[0])
+    with pytest.raises(ValueError, match="method must be 'lanczos' or 'arpack'"):
+        extreme_eigenvalues(op, k=2, method="lobpcg")
+    # an ill-conditioned kernel and no room to converge: a clear error (none converged) or converged=False
+    grid = NTKOperator(CoordinateMLP(MultigridEncoding(1, [9, 33], 2), [32, 32], 1, "relu"), x)
+    with pytest.raises(RuntimeError, match="raise maxiter or tol, or use method='lanczos'"):
+        extreme_eigenvalues(grid, k=4, method="arpack", tol=1e-14, maxiter=3)
+    short = extreme_eigenvalues(grid, k=4, tol=1e-14, maxiter=12)
+    assert not short["converged"] and short["products"] >= 12
+
+
 def test_kernel_regression_limits_and_closed_form():
     torch.manual_seed(10)
     A = torch.randn(20, 30, dtype=torch.float64)
