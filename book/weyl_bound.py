@@ -146,12 +146,12 @@ display(Markdown(markdown_table([r_ for r_ in rows if r_["stage"] == "end"], {
 
 # %% tags=["hide-input"]
 show_name = names[1] if len(names) > 1 else names[0]
-fig = Figure(figsize=(11, 3.8), layout="constrained")
-axes = fig.subplots(1, len(stages), sharey=True)
-for ax, stage in zip(np.atleast_1d(axes), stages):
-    plot_weyl_panel(ax, spectra[(show_name, stage)], title=f"{show_name}: {stage} (epoch {study['stage_epochs'][stage]})",
-                    legend=stage == stages[0])
-np.atleast_1d(axes)[0].set_ylabel("eigenvalue")
+fig = Figure(figsize=(10, 4.8), layout="constrained")
+axes = np.atleast_1d(fig.subplots(1, len(stages), sharey=True))
+for ax, stage in zip(axes, stages):
+    plot_weyl_panel(ax, spectra[(show_name, stage)], title=f"{show_name}: {stage} (epoch {study['stage_epochs'][stage]})")
+axes[0].set_ylabel("eigenvalue")
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8)
 show_figure(fig)
 
 # %% [markdown]
@@ -198,12 +198,12 @@ display(Markdown(markdown_table(rows, {
      "worst ratio": ".3f"})))
 
 # %% tags=["hide-input"]
-fig = Figure(figsize=(11, 3.8), layout="constrained")
+fig = Figure(figsize=(10, 4.8), layout="constrained")
 axes = np.atleast_1d(fig.subplots(1, len(stages), sharey=True))
 for ax, stage in zip(axes, stages):
     plot_ratio(ax, spectra, names, stage, title=f"{stage} (epoch {study['stage_epochs'][stage]})")
 axes[0].set_ylabel("$\\lambda_i(K_{MPE}) \\,/\\, \\lambda_i(K_{MLP})$")
-axes[-1].legend(fontsize=7, loc="upper left")
+fig.legend(*axes[-1].get_legend_handles_labels(), loc="outside lower center", ncol=4, fontsize=8)
 show_figure(fig)
 
 # %% [markdown]
