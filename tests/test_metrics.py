@@ -16,13 +16,7 @@ from inrlib.metrics import _ms_ssim_levels
 _ssim_module = importlib.import_module("pytorch_msssim.ssim")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small convolutions: one thread avoids oversubscribing the 2 shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def _photo(side: int) -> torch.Tensor:
