@@ -39,6 +39,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--x64", action="store_true", help="float64 (jax_enable_x64); default float32")
     ap.add_argument("--check", action="store_true", help="compare with the stored kernel instead of timing")
+    ap.add_argument("--vmap-axes", choices=["0", "none"], default="0",
+                    help="neural-tangents' vmap_axes: 0 declares the batch axis (its fastest setting), "
+                         "none is its default")
     ap.add_argument("--max-seconds", type=float, default=60.0,
                     help="stop repeating once one run took longer than this")
     args = ap.parse_args()
@@ -139,10 +142,11 @@ def main() -> None:
             return mlp_apply(p[1], enc_apply(p[0], inputs))
 
     ntk_fn = jax.jit(nt.empirical_ntk_fn(
-        f, trace_axes=(-1,), vmap_axes=0, implementation=nt.NtkImplementation.STRUCTURED_DERIVATIVES))
+        f, trace_axes=(-1,), vmap_axes=None if args.vmap_axes == "none" else 0, implementation=nt.NtkImplementation.STRUCTURED_DERIVATIVES))
 
     out: dict = {"n": args.n, "dtype": "float64" if args.x64 else "float32", "jax": jax.__version__,
                  "neural_tangents": nt.__version__, "combined_stax_serial": combined,
+                 "vmap_axes": args.vmap_axes,
                  "n_params": int(sum(np.size(a) for a in jax.tree_util.tree_leaves(params)))}
     if args.check:
         K = np.asarray(ntk_fn(x, None, params).block_until_ready(), dtype=np.float64)

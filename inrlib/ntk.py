@@ -51,7 +51,7 @@ from torch.func import functional_call, jacrev, jvp, linearize, vjp, vmap
 
 __all__ = [
     "empirical_ntk", "spectrum", "resample_spectrum", "weyl_check", "rounding_floor",
-    "NTKOperator", "extreme_eigenvalues", "kernel_regression", "gradient_flow_time",
+    "NTKOperator", "extreme_eigenvalues", "interlacing_bounds", "kernel_regression", "gradient_flow_time",
     "dense_gram", "interpolation_gram", "register_rule", "NTKMemoryError",
 ]
 
@@ -995,7 +995,9 @@ def extreme_eigenvalues(op: NTKOperator, k: int = 6, *, which: str = "both", tol
     The largest converge in a few dozen products. The smallest of an ill-conditioned kernel
     converge slowly (their gaps are tiny next to ``lambda_max``): they are returned with their
     residual norms ``||K v - lambda v||`` (computed with extra products), which bound how far
-    each is from a true eigenvalue, so their accuracy can be judged. Returns ``{"largest",
+    each is from a true eigenvalue, so their accuracy can be judged; each smallest Ritz value is
+    also an upper bound on the eigenvalue of the same rank from the bottom. For the bottom of a
+    large, nearly singular kernel, :func:`interlacing_bounds` is the cheaper certificate. Returns ``{"largest",
     "smallest", "residual_largest", "residual_smallest", "products", "converged"}``
     (eigenvalues in descending order).
     """
@@ -1062,6 +1064,63 @@ def extreme_eigenvalues(op: NTKOperator, k: int = 6, *, which: str = "both", tol
     out["lanczos_steps"] = m
     out["converged"] = converged
     return out
+
+
+def interlacing_bounds(model: nn.Module, x: Tensor, k: int = 6, *, size: int = 1024,
+                       indices: Tensor | np.ndarray | None = None) -> dict[str, Any]:
+    """Rigorous bounds on the extreme eigenvalues of ``K(x, x)`` from one principal submatrix.
+
+    Cauchy's interlacing theorem: the kernel ``K_S`` of a subset ``S`` of ``m`` of the points is
+    a principal submatrix of ``K``, so ``lambda_i^asc(K) <= lambda_i^asc(K_S)`` and
+    ``lambda_i^desc(K) >= lambda_i^desc(K_S)`` for ``i = 1..m``. The ``k`` smallest eigenvalues
+    of ``K_S`` are upper bounds on the ``k`` smallest of ``K``, its ``k`` largest are lower bounds
+    on the ``k`` largest, for the price of one dense ``m x m`` float64 kernel. This is how the
+    bottom of an ill-conditioned kernel too large to form is pinned down: Lanczos reaches its
+    largest eigenvalues in a few dozen products but its smallest only after thousands, while
+    points packed close together have nearly dependent kernel rows, so a small dense patch
+    already certifies how close to singular ``K`` is.
+
+    Args:
+        model, x: as for :func:`empirical_ntk` (output-traced kernel, like :class:`NTKOperator`).
+        k: how many eigenvalues to bound at each end, ``1 <= k <= m``.
+        size: ``m``, used when ``indices`` is not given: the ``size`` points nearest to the
+            point nearest the centroid of ``x`` (a compact patch: the tightest bottom bounds).
+        indices: the subset ``S`` (distinct row indices of ``x``), instead of ``size``.
+    Returns:
+        ``{"smallest_upper": (k,), "largest_lower": (k,), "indices": (m,), "allowance": float,
+        "size": m}``, eigenvalue bounds in descending order as in :func:`extreme_eigenvalues`.
+        ``allowance = m * eps64 * lambda_max(K_S)`` covers the rounding of ``K_S`` and of
+        ``eigvalsh`` and is included: ``smallest_upper = max(mu, 0) + allowance`` and
+        ``largest_lower = mu - allowance`` for the computed eigenvalues ``mu`` of ``K_S``.
+    """
+    _check_inputs(model, x)
+    n = x.shape[0]
+    if indices is None:
+        if not 1 <= int(size) <= n:
+            raise ValueError(f"size must be in [1, N] = [1, {n}] points, got {size}")
+        with torch.no_grad():
+            xd = x.detach().to(torch.float64)
+            seed = torch.argmin(((xd - xd.mean(0)) ** 2).sum(1))
+            d2 = ((xd - xd[seed]) ** 2).sum(1)
+            idx = torch.argsort(d2, stable=True)[: int(size)].sort().values
+    else:
+        idx = torch.as_tensor(np.asarray(indices) if not isinstance(indices, Tensor) else indices)
+        if idx.ndim != 1 or idx.dtype in (torch.float16, torch.float32, torch.float64, torch.bool):
+            raise ValueError("indices must be a 1-D array of integer row indices of x")
+        idx = idx.long().cpu()
+        if len(idx) == 0 or int(idx.min()) < 0 or int(idx.max()) >= n:
+            raise ValueError(f"indices must be non-empty row indices in [0, {n - 1}]")
+        if len(torch.unique(idx)) != len(idx):
+            raise ValueError("indices must be distinct: a repeated point is not a principal submatrix")
+    m = len(idx)
+    if not 1 <= int(k) <= m:
+        raise ValueError(f"k must be in [1, m] = [1, {m}] for a subset of {m} points, got {k}")
+    k = int(k)
+    K_S = empirical_ntk(model, x[idx.to(x.device)], dtype=torch.float64)
+    mu = spectrum(K_S, check=False)                            # descending
+    allowance = float(m * _eps(torch.float64) * max(abs(mu[0]), abs(mu[-1])))
+    return {"smallest_upper": np.maximum(mu[-k:], 0.0) + allowance, "largest_lower": mu[:k] - allowance,
+            "indices": idx.numpy(), "allowance": allowance, "size": m}
 
 
 def _extreme_arpack(op: NTKOperator, k: int, which: str, tol: float, maxiter: int | None,

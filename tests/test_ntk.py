@@ -10,7 +10,7 @@ from inrlib.encodings import (FourierEncoding, GaussianFourierEncoding, HashGrid
                               MultigridEncoding)
 from inrlib.models import CoordinateMLP
 from inrlib.ntk import (NTKMemoryError, NTKOperator, empirical_ntk, extreme_eigenvalues, gradient_flow_time,
-                        interpolation_gram, kernel_regression, resample_spectrum, rounding_floor, spectrum,
+                        interlacing_bounds, interpolation_gram, kernel_regression, resample_spectrum, rounding_floor, spectrum,
                         weyl_check)
 
 TOL = 1e-10
@@ -275,6 +275,50 @@ def test_structured_matrix_free_products_equal_dense_kernel(make):
     assert rel(op.matvec(v), K @ v) < 1e-12
     auto = NTKOperator(model, x, method="autodiff")
     assert rel(auto.matvec(v[:, 0]), K @ v[:, 0]) < 1e-12
+
+
+def test_interlacing_bounds_bracket_the_dense_spectrum():
+    """Cauchy interlacing: a subset's kernel bounds K's k smallest from above, its k largest from below."""
+    torch.manual_seed(14)
+    model = CoordinateMLP(MultigridEncoding(2, [4, 12], 2), [32, 32], 2, "relu")
+    x = torch.rand(400, 2)
+    ev = spectrum(empirical_ntk(model, x))                                   # descending
+    k = 5
+    for kwargs in ({"size": 60}, {"size": 200}, {"indices": torch.randperm(400)[:150]}):
+        b = interlacing_bounds(model, x, k, **kwargs)
+        assert b["smallest_upper"].shape == (k,) and b["largest_lower"].shape == (k,)
+        assert np.all(np.diff(b["smallest_upper"]) <= 0) and np.all(np.diff(b["largest_lower"]) <= 0)
+        assert np.all(b["smallest_upper"] >= ev[-k:]), kwargs                # lambda_i^asc(K) <= lambda_i^asc(K_S)
+        assert np.all(b["largest_lower"] <= ev[:k]), kwargs
+        assert b["allowance"] < 1e-10 * ev[0]
+    # the whole set is its own principal submatrix: the bounds are the eigenvalues
+    whole = interlacing_bounds(model, x, k, indices=np.arange(400))
+    np.testing.assert_allclose(whole["largest_lower"], ev[:k], rtol=1e-10)
+    np.testing.assert_allclose(whole["smallest_upper"], np.maximum(ev[-k:], 0), rtol=1e-6, atol=2 * whole["allowance"])
+    # the default subset is a compact patch: every chosen point is nearer the seed than every other
+    b = interlacing_bounds(model, x, 1, size=50)
+    chosen = np.zeros(400, bool)
+    chosen[b["indices"]] = True
+    xd = x.double()
+    seed = torch.argmin(((xd - xd.mean(0)) ** 2).sum(1))
+    d = ((xd - xd[seed]) ** 2).sum(1).numpy()
+    assert chosen.sum() == 50 and d[chosen].max() <= d[~chosen].min()
+
+
+def test_interlacing_bounds_reject_bad_subsets():
+    torch.manual_seed(15)
+    model = CoordinateMLP(IdentityEncoding(2), [8], 1, "relu")
+    x = torch.rand(30, 2)
+    with pytest.raises(ValueError, match="size must be"):
+        interlacing_bounds(model, x, size=31)
+    with pytest.raises(ValueError, match="k must be"):
+        interlacing_bounds(model, x, k=11, size=10)
+    with pytest.raises(ValueError, match="distinct"):
+        interlacing_bounds(model, x, indices=[1, 2, 2])
+    with pytest.raises(ValueError, match="row indices"):
+        interlacing_bounds(model, x, indices=[0, 30])
+    with pytest.raises(ValueError, match="integer"):
+        interlacing_bounds(model, x, indices=np.array([0.5, 1.0]))
 
 
 def test_structured_products_need_modules_called_once():
