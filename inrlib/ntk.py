@@ -1102,7 +1102,7 @@ def interlacing_bounds(model: nn.Module, x: Tensor, k: int = 6, *, size: int = 1
             xd = x.detach().to(torch.float64)
             seed = torch.argmin(((xd - xd.mean(0)) ** 2).sum(1))
             d2 = ((xd - xd[seed]) ** 2).sum(1)
-            idx = torch.argsort(d2, stable=True)[: int(size)].sort().values
+            idx = torch.argsort(d2, stable=True)[: int(size)].sort().values.cpu()
     else:
         idx = torch.as_tensor(np.asarray(indices) if not isinstance(indices, Tensor) else indices)
         if idx.ndim != 1 or idx.dtype in (torch.float16, torch.float32, torch.float64, torch.bool):
