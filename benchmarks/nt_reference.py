@@ -141,8 +141,9 @@ def main() -> None:
         def f(p, inputs, **kwargs):
             return mlp_apply(p[1], enc_apply(p[0], inputs))
 
+    vmap_axes = None if args.vmap_axes == "none" else 0
     ntk_fn = jax.jit(nt.empirical_ntk_fn(
-        f, trace_axes=(-1,), vmap_axes=None if args.vmap_axes == "none" else 0, implementation=nt.NtkImplementation.STRUCTURED_DERIVATIVES))
+        f, trace_axes=(-1,), vmap_axes=vmap_axes, implementation=nt.NtkImplementation.STRUCTURED_DERIVATIVES))
 
     out: dict = {"n": args.n, "dtype": "float64" if args.x64 else "float32", "jax": jax.__version__,
                  "neural_tangents": nt.__version__, "combined_stax_serial": combined,

@@ -1076,7 +1076,7 @@ def interlacing_bounds(model: nn.Module, x: Tensor, k: int = 6, *, size: int = 1
     of ``K_S`` are upper bounds on the ``k`` smallest of ``K``, its ``k`` largest are lower bounds
     on the ``k`` largest, for the price of one dense ``m x m`` float64 kernel. This is how the
     bottom of an ill-conditioned kernel too large to form is pinned down: Lanczos reaches its
-    largest eigenvalues in a few dozen products but its smallest only after thousands, while
+    largest eigenvalues in a few dozen products but its smallest only after hundreds or more, while
     points packed close together have nearly dependent kernel rows, so a small dense patch
     already certifies how close to singular ``K`` is.
 
@@ -1089,8 +1089,9 @@ def interlacing_bounds(model: nn.Module, x: Tensor, k: int = 6, *, size: int = 1
     Returns:
         ``{"smallest_upper": (k,), "largest_lower": (k,), "indices": (m,), "allowance": float,
         "size": m}``, eigenvalue bounds in descending order as in :func:`extreme_eigenvalues`.
-        ``allowance = m * eps64 * lambda_max(K_S)`` covers the rounding of ``K_S`` and of
-        ``eigvalsh`` and is included: ``smallest_upper = max(mu, 0) + allowance`` and
+        ``allowance`` is the rounding floor of ``K_S`` (:func:`rounding_floor`,
+        ``m * eps64 * lambda_max(K_S)``), an allowance for the rounding of ``K_S`` and of
+        ``eigvalsh``, included in the bounds: ``smallest_upper = max(mu, 0) + allowance`` and
         ``largest_lower = mu - allowance`` for the computed eigenvalues ``mu`` of ``K_S``.
     """
     _check_inputs(model, x)
@@ -1118,7 +1119,7 @@ def interlacing_bounds(model: nn.Module, x: Tensor, k: int = 6, *, size: int = 1
     k = int(k)
     K_S = empirical_ntk(model, x[idx.to(x.device)], dtype=torch.float64)
     mu = spectrum(K_S, check=False)                            # descending
-    allowance = float(m * _eps(torch.float64) * max(abs(mu[0]), abs(mu[-1])))
+    allowance = rounding_floor(K_S, mu)
     return {"smallest_upper": np.maximum(mu[-k:], 0.0) + allowance, "largest_lower": mu[:k] - allowance,
             "indices": idx.numpy(), "allowance": allowance, "size": m}
 

@@ -10,8 +10,8 @@ from inrlib.encodings import (FourierEncoding, GaussianFourierEncoding, HashGrid
                               MultigridEncoding)
 from inrlib.models import CoordinateMLP
 from inrlib.ntk import (NTKMemoryError, NTKOperator, empirical_ntk, extreme_eigenvalues, gradient_flow_time,
-                        interlacing_bounds, interpolation_gram, kernel_regression, resample_spectrum, rounding_floor, spectrum,
-                        weyl_check)
+                        interlacing_bounds, interpolation_gram, kernel_regression, resample_spectrum, rounding_floor,
+                        spectrum, weyl_check)
 
 TOL = 1e-10
 
