@@ -84,7 +84,8 @@ check-pages: chromium
 
 # ---------------------------------------------------------------- tests and benchmarks
 chromium:
-	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update && apt-get install -y chromium chromium-driver)
 
 test: venv vendor chromium
 	$(PY) -m pytest $(PYTEST_ARGS)

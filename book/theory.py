@@ -47,13 +47,13 @@ import torch
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
-from inrlib.book import ChapterResults, profile_value, resolve_device
+from inrlib.book import ChapterResults, profile_value, resolve_device, static_page
 from inrlib.encodings import FourierEncoding, IdentityEncoding, MultigridEncoding
 from inrlib.models import CoordinateMLP
 from inrlib.ntk import empirical_ntk, rounding_floor, spectrum
 from inrlib.theory import (bilinear_cell, bilinear_check, embed, embedding_sensitivities, grid_term,
                            interpolation_matrix, one_hidden_layer_ntk, relative_error)
-from inrlib.widgets import explorer_figure, ntk_explorer, show_figure
+from inrlib.widgets import explorer_figure, ntk_explorer, show_figure, theory_static_explorer
 
 side = side or profile_value(profile, smoke=8, quick=24, paper=32)
 width = width or profile_value(profile, smoke=64, quick=512, paper=512)
@@ -333,11 +333,18 @@ report("eq14_by_hand", relative_error(one_hidden_layer_ntk(ffe, x2d)["total"], K
 # line is the float64 rounding floor $N \varepsilon \lambda_{max}$: eigenvalues below it are rounding
 # noise, whatever their printed value. Choose the encoding, the finest grid resolution and the number
 # of grid levels (MPE), the number of Fourier frequencies $L$ (FFE), and which term to show (the MPE's
-# grid term $K^+$ is exactly zero for the other two). The sliders need a running kernel; the static
-# page shows the first setting, and the figure after it shows a few settings side by side.
+# grid term $K^+$ is exactly zero for the other two). On this page the explorer holds a precomputed
+# grid of settings and its controls work in the browser without a kernel; in a running notebook
+# (JupyterLab) the same cell gives the live explorer, which computes any setting on demand. The
+# figure after it shows a few settings side by side.
 
 # %%
-ntk_explorer(n_points=n_points, width=explorer_width, seed=seed, encoding="multigrid", resolution=32, levels=3)
+if static_page():
+    explorer = theory_static_explorer(n_points=n_points, width=explorer_width, seed=seed)
+else:
+    explorer = ntk_explorer(n_points=n_points, width=explorer_width, seed=seed, encoding="multigrid", resolution=32,
+                            levels=3)
+explorer
 
 # %%
 settings = [

@@ -74,10 +74,11 @@ import numpy as np
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
-from inrlib.book import ChapterResults, profile_value, progress, resolve_device
+from inrlib.book import ChapterResults, markdown_table, profile_value, progress, resolve_device
 from inrlib.data import load_image
-from inrlib.theory import (APPROX_MAX_FRACTION, APPROX_MIN_RATIO, chain_b_verdict, clip_below_floor, markdown_table,
-                           plot_ratio, plot_weyl_panel, weyl_study)
+from inrlib.plotting import clip_below_floor
+from inrlib.studies.weyl import (APPROX_MAX_FRACTION, APPROX_MIN_RATIO, chain_b_verdict, plot_ratio, plot_weyl_panel,
+                                 weyl_study)
 from inrlib.widgets import show_figure
 
 resolution = resolution or profile_value(profile, smoke=8, quick=64, paper=128)

@@ -27,7 +27,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from .io import read_json, write_json
 
@@ -38,9 +38,12 @@ __all__ = [
     "progress",
     "progress_enabled",
     "results_dir",
+    "runs_dir",
     "ChapterResults",
     "save_results",
     "load_results",
+    "markdown_table",
+    "static_page",
 ]
 
 PROFILES = ("smoke", "quick", "paper")
@@ -138,6 +141,19 @@ def results_dir(profile: str | None = None) -> Path:
     return base / _check_profile(profile) if profile else base
 
 
+def runs_dir(chapter: str, profile: str) -> Path:
+    """Folder of a chapter's saved sweep runs: ``$INRLIB_RUNS_DIR/<chapter>`` (the book pipeline sets it
+    to ``_build/runs/<profile>``), else ``<repo>/_build/runs/<profile>/<chapter>``. A re-run of the
+    chapter reuses what is there (see :func:`inrlib.experiments.sweep`)."""
+    if not chapter or any(c in chapter for c in "/\\") or chapter.startswith("."):
+        raise ValueError(f"chapter name {chapter!r} must be a plain file stem such as 'scaling'")
+    env = os.environ.get("INRLIB_RUNS_DIR")
+    if env:
+        return Path(env) / chapter
+    cwd = Path.cwd().resolve()
+    return (_repo_root(cwd) or cwd) / "_build" / "runs" / _check_profile(profile) / chapter
+
+
 def _environment(device: Any) -> dict[str, Any]:
     import torch
 
@@ -210,3 +226,35 @@ class ChapterResults:
 
     def save(self, numbers: Mapping[str, Any], device: Any = None) -> Path:
         return save_results(self.chapter, numbers, self.params, device=device, wall_time_s=self.elapsed_s)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str | Callable[[Mapping], str]],
+                   formats: Mapping[str, str] | None = None) -> str:
+    """A Markdown table: ``columns`` maps a header to a row key or to ``fn(row) -> str``; numbers
+    are formatted with ``formats[header]`` (default ``.3g``)."""
+    import numpy as np
+
+    formats = dict(formats or {})
+    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    lines = []
+    for row in rows:
+        cells = []
+        for header, spec in columns.items():
+            value = spec(row) if callable(spec) else row[spec]
+            if isinstance(value, bool):
+                cells.append("yes" if value else "**no**")
+            elif isinstance(value, (int, np.integer)):
+                cells.append(str(int(value)))
+            elif isinstance(value, (float, np.floating)):
+                cells.append(format(float(value), formats.get(header, ".3g")))
+            else:
+                cells.append(str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return head + "\n".join(lines)
+
+
+def static_page() -> bool:
+    """Whether this chapter runs to become a static HTML page (the book pipeline sets
+    ``INRLIB_STATIC_PAGE=1``): explorers then show their precomputed, browser-side versions; in a
+    live notebook they show the kernel-backed ones."""
+    return os.environ.get("INRLIB_STATIC_PAGE", "").strip().lower() in ("1", "true", "yes", "on")

@@ -29,7 +29,15 @@ __all__ = [
     "figure_png",
     "show_figure",
     "ntk_explorer",
+    "png_html",
+    "static_explorer",
+    "choice_stack",
+    "theory_static_explorer",
+    "STATIC_CLASS",
 ]
+
+#: CSS class of every static explorer's root box (the page tests look for it).
+STATIC_CLASS = "inrlib-static-explorer"
 
 #: Encodings the 1D explorer offers: label -> key.
 ENCODINGS = {"none (baseline MLP)": "none", "Fourier features (FFE)": "fourier", "multigrid (MPE)": "multigrid"}
@@ -279,3 +287,133 @@ def ntk_explorer(*, n_points: int = 128, width: int = 128, depth: int = 2, seed:
     box.controls, box.image, box.message = controls, image, message
     render()
     return box
+
+
+# ----------------------------------------------------------------------------------------------
+# explorers that work on the static page
+# ----------------------------------------------------------------------------------------------
+
+def png_html(png: bytes, alt: str = "explorer picture") -> str:
+    """An ``<img>`` tag holding ``png`` as a data URI (what a static page can show without a kernel)."""
+    return (f'<img style="max-width: 100%; height: auto" alt="{alt}" '
+            f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}"/>')
+
+
+def static_explorer(axes: Sequence[tuple[str, Sequence[str]]], picture, *, caption: str = "",
+                    sliders: Sequence[str] = ()):
+    """A precomputed explorer whose controls work on a static HTML page.
+
+    Args:
+        axes: ``[(control name, [option labels]), ...]``; one control per axis.
+        picture: ``picture(indices) -> PNG bytes`` (or an HTML string) for one choice of option
+            index per axis; called once for every combination (``prod(len(options))`` pictures).
+        caption: a line of HTML under the controls.
+        sliders: names of the axes shown as a ``SelectionSlider`` (the others get a ``Dropdown``).
+
+    The pictures sit in nested ``Stack`` widgets (one level per axis); each control's ``index`` is
+    ``jslink``-ed to the ``selected_index`` of every stack of its level, so the browser switches
+    pictures with no kernel. Returns the root ``VBox`` (CSS class :data:`STATIC_CLASS`) with
+    ``.controls`` (by name), ``.links`` and ``.pictures`` (``{indices: HTML widget}``).
+    """
+    import itertools
+
+    import ipywidgets as W
+
+    axes = [(str(name), [str(o) for o in options]) for name, options in axes]
+    if not axes or any(not options for _, options in axes):
+        raise ValueError("static_explorer needs at least one axis, each with at least one option")
+    unknown = set(sliders) - {name for name, _ in axes}
+    if unknown:
+        raise ValueError(f"sliders {sorted(unknown)} are not axes; axes: {[n for n, _ in axes]}")
+    style = {"description_width": "initial"}
+    controls = {}
+    for name, options in axes:
+        if name in sliders:
+            controls[name] = W.SelectionSlider(options=options, value=options[0], description=name, style=style,
+                                               continuous_update=True, layout=W.Layout(width="420px"))
+        else:
+            controls[name] = W.Dropdown(options=list(zip(options, range(len(options)))), value=0, description=name,
+                                        style=style)
+    levels: list[list] = [[] for _ in axes]
+    pictures: dict[tuple[int, ...], Any] = {}
+
+    def build(depth: int, prefix: tuple[int, ...]):
+        if depth == len(axes):
+            pic = picture(prefix)
+            html = pic if isinstance(pic, str) else png_html(pic, alt=" / ".join(
+                f"{n}: {o[i]}" for (n, o), i in zip(axes, prefix)))
+            widget = W.HTML(html, layout=W.Layout(width="100%"))
+            widget.add_class("inrlib-explorer-picture")
+            pictures[prefix] = widget
+            return widget
+        stack = W.Stack([build(depth + 1, prefix + (i,)) for i in range(len(axes[depth][1]))], selected_index=0)
+        levels[depth].append(stack)
+        return stack
+
+    root_stack = build(0, ())
+    links = [W.jslink((controls[name], "index"), (stack, "selected_index"))
+             for (name, _), stacks in zip(axes, levels) for stack in stacks]
+    n_states = int(np.prod([len(o) for _, o in axes]))
+    assert len(pictures) == n_states and all(p in pictures for p in itertools.product(*[range(len(o)) for _, o in axes]))
+    children = [W.HBox(list(controls.values()))]
+    if caption:
+        children.append(W.HTML(f"<small>{caption}</small>"))
+    children.append(root_stack)
+    box = W.VBox(children)
+    box.add_class(STATIC_CLASS)
+    box.controls, box.links, box.pictures = controls, links, pictures
+    return box
+
+
+def choice_stack(description: str, options: Mapping[str, Any]):
+    """A dropdown over ``{label: widget}`` that shows one widget at a time, switched in the browser
+    (``jslink`` to a ``Stack``), e.g. one :func:`static_explorer` per encoding, each with its own controls."""
+    import ipywidgets as W
+
+    labels = list(options)
+    dropdown = W.Dropdown(options=list(zip(labels, range(len(labels)))), value=0, description=description,
+                          style={"description_width": "initial"})
+    stack = W.Stack(list(options.values()), selected_index=0)
+    link = W.jslink((dropdown, "index"), (stack, "selected_index"))
+    box = W.VBox([dropdown, stack])
+    box.add_class(STATIC_CLASS)
+    box.controls, box.links = {description: dropdown}, [link]
+    return box
+
+
+#: The static Theory explorer's grid of settings.
+STATIC_FOURIER_LEVELS = (2, 4, 6, 8, 10)
+STATIC_RESOLUTIONS = (8, 16, 32, 64, 128)
+STATIC_LEVELS = (1, 2, 3)
+
+
+def theory_static_explorer(*, n_points: int = 128, width: int = 128, depth: int = 2, seed: int = 0, features: int = 2,
+                           dpi: int = 72):
+    """The Theory chapter's 1D NTK explorer for a static page: an encoding dropdown, then that
+    encoding's own controls (Fourier ``L``; finest grid and number of levels), and the kernel term,
+    over the grid :data:`STATIC_FOURIER_LEVELS` x :data:`STATIC_RESOLUTIONS` x :data:`STATIC_LEVELS`.
+    Every picture is :func:`draw_explorer` of :func:`explorer_state`, as in :func:`ntk_explorer`."""
+    terms = list(TERMS.items())
+    common = dict(features=features, n_points=n_points, width=width, depth=depth, seed=seed)
+
+    def draw(**kw):
+        return figure_png(draw_explorer(explorer_state(**kw, **common)), dpi)
+
+    term_axis = ("kernel", [label for label, _ in terms])
+    caption = (f"{n_points} evenly spaced points on [0, 1]; ReLU MLP {depth} x {width}, NTK parameterization, seed "
+               f"{seed}. Precomputed settings: the controls work on this page without a kernel.")
+    per_encoding = {
+        "none (baseline MLP)": static_explorer(
+            [term_axis], lambda i: draw(encoding="none", term=terms[i[0]][1]), caption=caption),
+        "Fourier features (FFE)": static_explorer(
+            [("Fourier L", [str(v) for v in STATIC_FOURIER_LEVELS]), term_axis],
+            lambda i: draw(encoding="fourier", fourier_levels=STATIC_FOURIER_LEVELS[i[0]], term=terms[i[1]][1]),
+            caption=caption, sliders=("Fourier L",)),
+        "multigrid (MPE)": static_explorer(
+            [("finest grid (nodes)", [str(v) for v in STATIC_RESOLUTIONS]),
+             ("grid levels", [str(v) for v in STATIC_LEVELS]), term_axis],
+            lambda i: draw(encoding="multigrid", resolution=STATIC_RESOLUTIONS[i[0]], levels=STATIC_LEVELS[i[1]],
+                           term=terms[i[2]][1]),
+            caption=caption, sliders=("finest grid (nodes)", "grid levels")),
+    }
+    return choice_stack("encoding", per_encoding)

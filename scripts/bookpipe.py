@@ -238,10 +238,14 @@ def execute(src: Path, out: Path, params: dict[str, Any], results_root: Path,
     os.environ.update({
         "INRLIB_PROGRESS": "0",
         "INRLIB_RESULTS_DIR": str(Path(results_root).absolute() / profile),
+        "INRLIB_RUNS_DIR": str(Path(results_root).absolute().parent / "runs" / profile),
+        "INRLIB_STATIC_PAGE": "1",
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     })
     failed = out.with_name(out.stem + ".failed.ipynb")
+    for stale in out.parent.glob(f".{out.name}.*"):   # temporaries of a run that was killed
+        stale.unlink(missing_ok=True)
     shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "defaults"
     print(f"book: executing {rel(src)} ({shown}) -> {rel(out)}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
@@ -420,7 +424,17 @@ def resolve_chapter_name(name: str) -> Path:
 
 # --------------------------------------------------------------------------- command line
 
+def _terminate(signum, frame):
+    # make (or a person) stopping the build sends SIGTERM or SIGHUP: raise, so that every `finally`
+    # runs and no temporary notebook is left behind.
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
     ap = argparse.ArgumentParser(description="inrlib book pipeline (see the module docstring)")
     sub = ap.add_subparsers(dest="step", required=True)
 

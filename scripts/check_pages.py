@@ -324,6 +324,121 @@ def check_pages(build: Path, pages: list[str] | None = None, budget_ms: int = 15
     return reports
 
 
+# --------------------------------------------------------------------------- static explorers, clicked
+
+EXPLORER = "inrlib-static-explorer"
+PICTURE = "inrlib-explorer-picture"
+
+_VISIBLE_PICTURE_JS = """
+const root = arguments[0];
+for (const el of root.querySelectorAll('.%s img')) {
+  const r = el.getBoundingClientRect();
+  if (r.width > 0 && r.height > 0 && el.offsetParent !== null) return el.getAttribute('src').slice(-200);
+}
+return null;
+""" % PICTURE
+
+
+def find_chromedriver() -> str:
+    for name in (os.environ.get("CHROMEDRIVER", ""), "chromedriver", "/usr/lib/chromium/chromedriver"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    raise CheckError("no chromedriver found; install it (Debian: apt-get install -y chromium-driver; `make test` "
+                     "does this) or set CHROMEDRIVER")
+
+
+def _driver(chromium: str, width: int, height: int):
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        raise CheckError("selenium is not installed; pip install selenium (it is in the test extra)") from None
+    opts = webdriver.ChromeOptions()
+    for flag in CHROMIUM_FLAGS:
+        opts.add_argument(flag)
+    opts.add_argument(f"--window-size={width},{height}")
+    opts.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='inrlib-selenium-')}")
+    opts.binary_location = chromium
+    return webdriver.Chrome(service=Service(find_chromedriver()), options=opts)
+
+
+def _move(driver, control) -> str:
+    """Change one control the way a person would: the next option of a <select>, or the arrow keys on a
+    slider's handle. Returns what was done."""
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+    if control.tag_name == "select":
+        sel = Select(control)
+        n = len(sel.options)
+        current = [o.get_attribute("value") for o in sel.options].index(sel.first_selected_option.get_attribute("value"))
+        sel.select_by_index((current + 1) % n)
+        return f"select option {(current + 1) % n}"
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", control)
+    control.click()
+    before = control.get_attribute("aria-valuenow")
+    control.send_keys(Keys.ARROW_RIGHT)
+    if control.get_attribute("aria-valuenow") == before:
+        control.send_keys(Keys.ARROW_LEFT)
+    return "slider arrow key"
+
+
+def check_explorers(page: Path, chromium: str | None = None, *, screenshot: Path | None = None, timeout_s: float = 60,
+                    width: int = 1280, height: int = 2000) -> dict:
+    """Open ``page`` in headless Chromium through Selenium and move every control of every static
+    explorer (class ``inrlib-static-explorer``): each move must change the picture shown, with no
+    kernel. Returns ``{"explorers", "moves", "problems"}``; a screenshot of the first explorer after
+    its moves goes to ``screenshot``."""
+    import time as _time
+
+    from selenium.webdriver.common.by import By
+
+    chromium = find_chromium(chromium)
+    out = {"explorers": 0, "moves": 0, "problems": []}
+    driver = _driver(chromium, width, height)
+    try:
+        driver.get(Path(page).absolute().as_uri())
+        deadline = _time.time() + timeout_s
+        roots = []
+        while _time.time() < deadline:
+            roots = [r for r in driver.find_elements(By.CSS_SELECTOR, f".{EXPLORER}")
+                     if not driver.execute_script(f"return arguments[0].parentElement.closest('.{EXPLORER}') !== null", r)]
+            if roots and all(driver.execute_script(_VISIBLE_PICTURE_JS, r) for r in roots):
+                break
+            _time.sleep(0.25)
+        if not roots:
+            out["problems"].append("no static explorer rendered on the page (is the widget state saved?)")
+            return out
+        out["explorers"] = len(roots)
+        for k, root in enumerate(roots):
+            done = set()
+            while True:      # the controls shown change as a choice stack switches: take them as they come
+                controls = [c for c in root.find_elements(By.CSS_SELECTOR, "select, .noUi-handle")
+                            if c.is_displayed() and c.id not in done]
+                if not controls:
+                    break
+                control = controls[0]
+                done.add(control.id)
+                before = driver.execute_script(_VISIBLE_PICTURE_JS, root)
+                what = _move(driver, control)
+                t_end = _time.time() + 10
+                after = before
+                while _time.time() < t_end and after == before:
+                    _time.sleep(0.1)
+                    after = driver.execute_script(_VISIBLE_PICTURE_JS, root)
+                out["moves"] += 1
+                if after is None:
+                    out["problems"].append(f"explorer {k}: after '{what}' no picture is shown")
+                elif after == before:
+                    out["problems"].append(f"explorer {k}: '{what}' did not change the picture shown")
+            if k == 0 and screenshot is not None:
+                driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", root)
+                Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+                driver.save_screenshot(str(screenshot))
+    finally:
+        driver.quit()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="check the built book's pages in headless chromium")
     ap.add_argument("--build", type=Path, default=ROOT / "_build", help="build folder (holds html/ and src/)")

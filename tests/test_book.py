@@ -286,3 +286,54 @@ def test_toc_page_executes_and_renders(toc_build, entry):
     assert toc_build["proc"].returncode == 0, f"make book (smoke) failed\n{output(toc_build['proc'])}"
     report = toc_build["reports"][stem]
     assert report.ok, f"{stem}: {report.problems}"
+
+
+# ============================================================ static-page explorers, clicked in the browser
+
+def _has_static_explorer(nb_path: Path) -> bool:
+    nb = json.loads(nb_path.read_text())
+    state = nb.get("metadata", {}).get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    return any(check_pages.EXPLORER in m.get("state", {}).get("_dom_classes", []) for m in state.get("state", {}).values())
+
+
+EXPLORER_PAGES = ["book/theory", "book/scaling"]   # chapters that must carry a static explorer
+
+
+@pytest.mark.book
+@pytest.mark.browser
+@pytest.mark.parametrize("stem", EXPLORER_PAGES)
+def test_static_explorer_moves_its_picture_without_a_kernel(toc_build, stem):
+    """Selenium + chromium-driver: every control of the page's explorer changes the picture shown."""
+    assert toc_build["proc"].returncode == 0, f"make book (smoke) failed\n{output(toc_build['proc'])}"
+    nb = toc_build["build"] / "executed" / "smoke" / f"{stem}.ipynb"
+    assert _has_static_explorer(nb), f"{stem} saved no static explorer in its widget state"
+    page = toc_build["build"] / "html" / f"{stem}.html"
+    shot = toc_build["build"] / "screenshots" / f"{stem.replace('/', '__')}.explorer.png"
+    result = check_pages.check_explorers(page, screenshot=shot)
+    assert result["explorers"] >= 1 and result["moves"] >= 2, result
+    assert not result["problems"], result["problems"]
+    assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+@pytest.mark.book
+@pytest.mark.browser
+def test_explorer_check_rejects_an_explorer_without_links(toc_build, tmp_path):
+    """The same page with the jslink models taken out of its saved widget state: the controls move
+    but the picture does not, and the check must say so."""
+    assert toc_build["proc"].returncode == 0, output(toc_build["proc"])
+    html_dir = toc_build["build"] / "html"
+    broken = tmp_path / "html"
+    shutil.copytree(html_dir, broken)
+    page = broken / "book" / "scaling.html"
+    text = page.read_text(encoding="utf-8")
+    pattern = re.compile(r'(<script type="application/vnd.jupyter.widget-state\+json">)(.*?)(</script>)', re.S)
+    match = pattern.search(text)
+    assert match, "no embedded widget state on the page"
+    state = json.loads(match.group(2))
+    links = [k for k, m in state["state"].items() if m["model_name"] == "LinkModel"]
+    assert links, "the page has no jslink models"
+    for k in links:
+        del state["state"][k]
+    page.write_text(text[:match.start(2)] + json.dumps(state) + text[match.end(2):], encoding="utf-8")
+    result = check_pages.check_explorers(page)
+    assert any("did not change the picture" in p for p in result["problems"]), result

@@ -6,9 +6,10 @@ import torch
 from inrlib.encodings import FourierEncoding, HashGridEncoding, IdentityEncoding, MultigridEncoding
 from inrlib.models import CoordinateMLP
 from inrlib.ntk import empirical_ntk
-from inrlib.theory import (bilinear_cell, bilinear_check, chain_b_verdict, embed, embedding_sensitivities, grid_term,
-                           interpolation_matrix, markdown_table, one_hidden_layer_ntk, relative_error, weyl_chains,
-                           weyl_study)
+from inrlib.book import markdown_table
+from inrlib.studies.weyl import chain_b_verdict, weyl_chains, weyl_study
+from inrlib.theory import (bilinear_cell, bilinear_check, embed, embedding_sensitivities, grid_term,
+                           interpolation_matrix, one_hidden_layer_ntk, relative_error)
 from inrlib.widgets import (draw_explorer, explorer_figure, explorer_state, figure_png, grid_levels,
                             ntk_explorer)
 
@@ -224,3 +225,47 @@ def test_ntk_explorer_reacts_to_its_controls(monkeypatch):
     monkeypatch.setattr(W, "explorer_state", broken)
     box.controls["levels"].value = 3                     # shown in the widget, not raised
     assert "boom" in box.message.value
+
+
+def test_static_explorer_links_every_stack_to_its_control():
+    from inrlib.widgets import STATIC_CLASS, static_explorer
+    calls = []
+
+    def picture(idx):
+        calls.append(idx)
+        return f"<p>{idx}</p>"
+
+    box = static_explorer([("a", ["x", "y"]), ("b", ["1", "2", "3"])], picture, sliders=("b",), caption="hi")
+    assert sorted(calls) == [(i, j) for i in range(2) for j in range(3)]
+    assert STATIC_CLASS in box._dom_classes
+    assert type(box.controls["a"]).__name__ == "Dropdown" and type(box.controls["b"]).__name__ == "SelectionSlider"
+    # one stack at level 0, two at level 1: three links, each from a control's index to a stack's selected_index
+    sources = [(l.source[0], l.source[1], l.target[1]) for l in box.links]
+    assert sources.count((box.controls["a"], "index", "selected_index")) == 1
+    assert sources.count((box.controls["b"], "index", "selected_index")) == 2
+    # following the links by hand from a choice of indices reaches that picture
+    root = box.children[-1]
+    for i in range(2):
+        for j in range(3):
+            assert root.children[i].children[j] is box.pictures[(i, j)]
+            assert box.pictures[(i, j)].value == f"<p>{(i, j)}</p>"
+    with pytest.raises(ValueError, match="sliders"):
+        static_explorer([("a", ["x"])], picture, sliders=("z",))
+    with pytest.raises(ValueError, match="at least one option"):
+        static_explorer([("a", [])], picture)
+
+
+def test_theory_static_explorer_pictures_are_the_live_explorers():
+    from inrlib.widgets import STATIC_FOURIER_LEVELS, STATIC_LEVELS, STATIC_RESOLUTIONS, theory_static_explorer
+    box = theory_static_explorer(n_points=8, width=4, dpi=20)
+    dropdown = box.controls["encoding"]
+    assert [o[0] for o in dropdown.options] == ["none (baseline MLP)", "Fourier features (FFE)", "multigrid (MPE)"]
+    none, ffe, mpe = box.children[1].children
+    assert len(none.pictures) == 3 and len(ffe.pictures) == len(STATIC_FOURIER_LEVELS) * 3
+    assert len(mpe.pictures) == len(STATIC_RESOLUTIONS) * len(STATIC_LEVELS) * 3
+    # a picture is the PNG of draw_explorer(explorer_state(...)) for its setting
+    import base64
+    live = figure_png(draw_explorer(explorer_state("multigrid", STATIC_RESOLUTIONS[2], STATIC_LEVELS[1], term="mlp",
+                                                   n_points=8, width=4)), 20)
+    html = mpe.pictures[(2, 1, 1)].value
+    assert base64.b64encode(live).decode() in html

@@ -1,0 +1,195 @@
+"""The papers' claims: their own values in one place, and the records chapters write about them.
+
+:data:`PAPER_VALUES` holds every number and sentence of the three papers that a chapter tests, each
+with its source (paper, table / figure / section, row) and, for a sentence, the quoted text. Nothing
+else in the library or the book types in a paper's number: chapters call :func:`paper_value` or
+:func:`claim`.
+
+A chapter records what it found as a list of claim records (DESIGN.md, "Claims as data") under
+``numbers.claims`` of its results file::
+
+    {"id": "000.table3.psnr.mpe_fine", "paper": "000", "statement": "...", "paper_value": 41.5,
+     "ours": 38.2, "unit": "dB", "verdict": "differs", "note": "...", "source": "Table 3, row Fine (MPE)"}
+
+``verdict`` is one of :data:`VERDICTS`. :func:`claim` builds a record from an id (the paper's side
+comes from :data:`PAPER_VALUES`), :func:`check_claims` validates a list, and
+:func:`verdict_from_difference` is the rule for numeric comparisons, stated where it is used.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping
+
+__all__ = ["PAPER_VALUES", "VERDICTS", "CLAIM_FIELDS", "paper_value", "claim", "check_claims",
+           "verdict_from_difference", "verdict_counts"]
+
+VERDICTS = ("holds", "approximately", "differs", "fails", "not tested")
+CLAIM_FIELDS = ("id", "paper", "statement", "paper_value", "ours", "unit", "verdict", "note", "source")
+
+_ENC_ROWS = {"baseline": "Baseline", "ffe_low": "Low (FFE)", "ffe_mid": "Mid (FFE)", "ffe_high": "High (FFE)",
+             "mpe_coarse": "Coarse (MPE)", "mpe_fine": "Fine (MPE)"}
+_T3_PSNR = {"baseline": 20.0, "ffe_low": 25.0, "ffe_mid": 35.0, "ffe_high": 36.5, "mpe_coarse": 34.5, "mpe_fine": 41.5}
+_T1_SCALING_MSSSIM = {"baseline": 0.08, "ffe_low": 0.20, "ffe_mid": 0.23, "ffe_high": 0.40, "mpe_coarse": 0.37,
+                      "mpe_fine": 0.73}
+_T2_PSNR = {"mpe": 45.28, "ffe": 33.47, "baseline": 29.94}
+_T1_IMAGENET_MSSSIM = {"mpe": 0.79, "ffe": 0.39, "baseline": 0.32}
+_T1_ROWS = {"mpe": "Multigrid", "ffe": "Fourier", "baseline": "Baseline"}
+
+#: id -> {"paper", "source", "statement", "value", "unit", "quote"?}. ``value`` is the paper's number,
+#: or ``None`` for a qualitative statement (then ``quote`` is the paper's sentence).
+PAPER_VALUES: dict[str, dict[str, Any]] = {}
+
+
+def _add(id_: str, source: str, statement: str, value: Any = None, unit: str = "", quote: str | None = None) -> None:
+    if id_ in PAPER_VALUES:
+        raise ValueError(f"duplicate paper value id {id_!r}")
+    entry = {"paper": id_.split(".", 1)[0], "source": source, "statement": statement, "value": value, "unit": unit}
+    if quote is not None:
+        entry["quote"] = quote
+    PAPER_VALUES[id_] = entry
+
+
+for _k, _v in _T3_PSNR.items():
+    _add(f"000.table3.psnr.{_k}", f"paper 000, Table 3, row {_ENC_ROWS[_k]}, column PSNR",
+         f"PSNR of the {_ENC_ROWS[_k]} encoding in the scaling study", _v, "dB")
+for _k, _v in _T1_SCALING_MSSSIM.items():
+    _add(f"000.table1.msssim.{_k}", f"paper 000, Table 1, Scaling columns, {_ENC_ROWS[_k].split(' ')[0]}, row m-SSIM",
+         f"MS-SSIM of the {_ENC_ROWS[_k]} encoding in the scaling study", _v, "")
+for _k, _v in _T2_PSNR.items():
+    _add(f"000.table2.psnr.{_k}", f"paper 000, Table 2, row {_T1_ROWS[_k]}, column PSNR",
+         f"PSNR of the tuned {_T1_ROWS[_k]} encoding, mean over the ImageNet images", _v, "dB")
+for _k, _v in _T1_IMAGENET_MSSSIM.items():
+    _add(f"000.table1.imagenet_msssim.{_k}", f"paper 000, Table 1, ImageNet columns, {_T1_ROWS[_k]}, row m-SSIM",
+         f"MS-SSIM of the tuned {_T1_ROWS[_k]} encoding on ImageNet", _v, "")
+
+_ABSTRACT = ("we show that the MPE increases the minimum eigenvalue by 8 orders of magnitude over the baseline and "
+             "2 orders of magnitude over the FFE. The increase in spectrum corresponds to a 15 dB (PSNR) / 0.65 "
+             "(MS-SSIM) increase over baseline and a 12 dB (PSNR) / 0.33 (MS-SSIM) increase over the FFE.")
+_add("000.abstract.lambda_min.mpe_over_baseline", "paper 000, abstract",
+     "the MPE raises the minimum NTK eigenvalue over the baseline by 8 orders of magnitude", 8.0,
+     "orders of magnitude", _ABSTRACT)
+_add("000.abstract.lambda_min.mpe_over_ffe", "paper 000, abstract",
+     "the MPE raises the minimum NTK eigenvalue over the FFE by 2 orders of magnitude", 2.0,
+     "orders of magnitude", _ABSTRACT)
+_add("000.abstract.psnr_gain.over_baseline", "paper 000, abstract", "PSNR gain of the MPE over the baseline",
+     15.0, "dB", _ABSTRACT)
+_add("000.abstract.psnr_gain.over_ffe", "paper 000, abstract", "PSNR gain of the MPE over the FFE", 12.0, "dB",
+     _ABSTRACT)
+_add("000.abstract.msssim_gain.over_baseline", "paper 000, abstract", "MS-SSIM gain of the MPE over the baseline",
+     0.65, "", _ABSTRACT)
+_add("000.abstract.msssim_gain.over_ffe", "paper 000, abstract", "MS-SSIM gain of the MPE over the FFE", 0.33, "",
+     _ABSTRACT)
+_add("000.fig2.no_grid_near_baseline", "paper 000, Figure 2 (caption) and Section 4",
+     "without its grid term the MPE's spectrum is barely above the baseline's; with it, far higher", None, "",
+     "Without the grid, the spectrum is barely above the baseline. With the grid, the spectrum is 8 magnitudes higher.")
+_add("000.fig4.ffe_saturates", "paper 000, Figure 4 and Section 5 (Scaling Analysis)",
+     "the FFE's spectrum saturates: little improvement from the mid to the high frequencies", None, "",
+     "we see that the FFE saturates, and there is little improvement between the mid and high frequencies.")
+_add("000.fig4.fine_mpe_highest", "paper 000, Figure 4 and Section 5 (Scaling Analysis)",
+     "the fine MPE has the highest spectrum of all encodings", None, "",
+     "The fine grid has the highest spectrum overall")
+_add("000.fig4.coarse_crosses_high_ffe", "paper 000, Figure 4 and Section 5 (Scaling Analysis)",
+     "the spectra of the coarse MPE and the high FFE cross around the middle of the plot", None, "",
+     "the FFE and coarse MPE flip around the middle of the plot.")
+_add("000.fig6.mpe_loss_1e-3_sooner", "paper 000, Appendix A.2, Figure 6",
+     "the coarse MPE's loss drops below 1e-3 125 epochs sooner than the mid and high FFE's", 125.0, "epochs",
+     "it trains much faster with the loss dropping below 1e-3 125 epochs sooner than the mid and high frequency "
+     "encodings.")
+_add("000.appB.spectrum_changes", "paper 000, Appendix B, Figure 11",
+     "the spectrum at the start of training is very different from the end: low and close between encodings "
+     "at the start, raised and separated at the end", None, "",
+     "We see that the spectrum is very low and close between encodings at the start of training, but raises and "
+     "separates by the end of training.")
+_add("000.appC.regions_similar", "paper 000, Appendix C, Figure 13",
+     "the MPEs and the higher-frequency FFEs have similar numbers of activation regions", None, "",
+     "We find that the network has similar activation for both the MPEs and higher frequency FFEs.")
+_add("000.eq5.kernel_predicts_order", "paper 000, Section 3, Eq. 5 (the premise of the analysis)",
+     "training is approximated by kernel regression with the NTK, so the kernel predicts how well each "
+     "encoding fits", None, "",
+     "Assuming K_NTK is invertible, the network's prediction can be approximated by kernel regression")
+
+
+def paper_value(id_: str) -> dict[str, Any]:
+    """The paper's side of claim ``id_`` (a copy); a clear error for an unknown id."""
+    if id_ not in PAPER_VALUES:
+        near = [k for k in PAPER_VALUES if k.split(".")[:2] == id_.split(".")[:2]]
+        raise KeyError(f"no paper value {id_!r} in inrlib.claims.PAPER_VALUES"
+                       + (f"; ids of that group: {', '.join(near)}" if near else ""))
+    return dict(PAPER_VALUES[id_])
+
+
+def _finite_or_none(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def claim(id_: str, ours: Any, verdict: str, note: str = "", *, statement: str | None = None,
+          unit: str | None = None, bound: str | None = None) -> dict[str, Any]:
+    """A claim record: the paper's side from :data:`PAPER_VALUES`, ours as given.
+
+    ``ours`` is a number, a short string or ``None`` (not measured); non-finite numbers become
+    ``None``. ``verdict`` must be one of :data:`VERDICTS`; a ``"not tested"`` verdict needs a note
+    saying why. ``bound="lower bound"`` (or ``"upper bound"``) marks ``ours`` as a bound, not a
+    measurement (stored as ``ours_bound``).
+    """
+    ref = paper_value(id_)
+    if bound not in (None, "exact", "lower bound", "upper bound"):
+        raise ValueError(f"bound must be None, 'exact', 'lower bound' or 'upper bound', got {bound!r}")
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict {verdict!r} for claim {id_!r} must be one of {', '.join(VERDICTS)}")
+    if verdict == "not tested" and not note:
+        raise ValueError(f"claim {id_!r} is 'not tested': give a note saying why")
+    if hasattr(ours, "item"):
+        ours = ours.item()
+    record = {"id": id_, "paper": ref["paper"], "statement": statement or ref["statement"],
+              "paper_value": ref["value"] if ref["value"] is not None else ref.get("quote"),
+              "ours": _finite_or_none(ours), "unit": ref["unit"] if unit is None else unit, "verdict": verdict,
+              "note": note, "source": ref["source"]}
+    if bound not in (None, "exact"):
+        record["ours_bound"] = bound
+    return record
+
+
+def check_claims(claims: Iterable[Mapping[str, Any]], required: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Validate claim records: every field present, known verdicts, unique ids, and every id in
+    ``required`` recorded. Returns them as plain dicts; raises ``ValueError`` naming each problem."""
+    out, problems, seen = [], [], set()
+    for c in claims:
+        c = dict(c)
+        missing = [f for f in CLAIM_FIELDS if f not in c]
+        if missing:
+            problems.append(f"claim {c.get('id', '?')!r} lacks {', '.join(missing)}")
+        if c.get("verdict") not in VERDICTS:
+            problems.append(f"claim {c.get('id', '?')!r} has verdict {c.get('verdict')!r}, not one of {VERDICTS}")
+        if c.get("id") in seen:
+            problems.append(f"claim {c.get('id')!r} recorded twice")
+        seen.add(c.get("id"))
+        out.append(c)
+    absent = [r for r in required if r not in seen]
+    if absent:
+        problems.append(f"claims not recorded: {', '.join(absent)}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return out
+
+
+def verdict_from_difference(ours: float, paper: float, holds_within: float, approximately_within: float) -> str:
+    """``"holds"`` when ``|ours - paper| <= holds_within``, ``"approximately"`` when within
+    ``approximately_within``, else ``"differs"``; ``"not tested"`` when ours is not a finite number."""
+    if ours is None or not math.isfinite(float(ours)):
+        return "not tested"
+    gap = abs(float(ours) - float(paper))
+    if gap <= holds_within:
+        return "holds"
+    if gap <= approximately_within:
+        return "approximately"
+    return "differs"
+
+
+def verdict_counts(claims: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """``{verdict: count}`` over ``claims``, every verdict listed (zeros included)."""
+    counts = {v: 0 for v in VERDICTS}
+    for c in claims:
+        counts[c["verdict"]] += 1
+    return counts

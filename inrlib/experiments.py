@@ -1,0 +1,354 @@
+"""The papers' experiment configurations as data, one training run with NTK snapshots, and a
+resumable sweep over independent runs.
+
+- :class:`RunConfig`: one configuration (encoding, MLP, optimizer settings) with its source in the
+  paper. :data:`TABLE3` holds paper 000's scaling study (Table 3), six rows.
+- :func:`build_model`: the ``CoordinateMLP`` of a config, seeded.
+- :func:`run`: train one config on one signal; at chosen epochs take the empirical NTK (float64),
+  its spectra and rounding floors, and call a study's ``measure`` function; a run that diverges is
+  reported, not raised.
+- :func:`sweep`: run independent tasks through any :class:`concurrent.futures.Executor` (``None``:
+  in this process; a process pool; Dask's ``Client.get_executor()``), write each finished run at once
+  (atomically) under a key from its task and the library's code, and skip what exists: an
+  interrupted sweep resumes where it stopped.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import functools
+import hashlib
+import json
+import pickle
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .io import atomic_path
+
+__all__ = ["RunConfig", "TABLE3", "table3", "build_model", "run", "sweep", "task_key", "code_fingerprint",
+           "SweepError", "load_run"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One training configuration.
+
+    ``encoding`` is a :func:`inrlib.models.build_encoding` dict without ``dim`` (filled in from the
+    data); ``hidden``, ``activation``, ``parameterization``, ``output_activation`` build the MLP;
+    ``optimizer``, ``lr``, ``epochs``, ``batch_size``, ``loss`` go to :func:`inrlib.train.fit` (the
+    loss is mean-reduced, see :mod:`inrlib.train`). ``source`` says where the numbers come from and
+    ``note`` what was changed from it.
+    """
+
+    name: str
+    encoding: Mapping[str, Any]
+    label: str = ""
+    hidden: tuple[int, ...] = (512, 512)
+    activation: str = "relu"
+    parameterization: str = "ntk"
+    output_activation: str | None = None
+    optimizer: str = "sgd"
+    lr: float = 100.0
+    epochs: int = 300
+    batch_size: int | None = 32
+    loss: str = "mse"
+    source: str = ""
+    note: str = ""
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        """A copy with ``changes`` (``encoding`` entries merge into the encoding dict: pass
+        ``encoding={"resolutions": [36]}`` to change only the grid)."""
+        if "encoding" in changes:
+            changes["encoding"] = {**dict(self.encoding), **dict(changes["encoding"])}
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"RunConfig has no field(s) {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["encoding"] = dict(self.encoding)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown RunConfig fields {sorted(unknown)}; known: {sorted(known)}")
+        data["hidden"] = tuple(int(h) for h in data.get("hidden", (512, 512)))
+        data["encoding"] = dict(data["encoding"])
+        return cls(**data)
+
+    @property
+    def train_settings(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`inrlib.train.fit`."""
+        return {"optimizer": self.optimizer, "lr": float(self.lr), "epochs": int(self.epochs),
+                "batch_size": self.batch_size, "loss": self.loss}
+
+
+def _t3(name: str, label: str, row: str, encoding: Mapping[str, Any]) -> RunConfig:
+    return RunConfig(name=name, label=label, encoding=encoding, hidden=(512, 512), activation="relu",
+                     parameterization="ntk", optimizer="sgd", lr=100.0, epochs=300, batch_size=32, loss="mse",
+                     source=f"paper 000, Table 3, row {row}; Section 5 (2 x 512 ReLU) and Appendix A.1 "
+                            "(NTK parameterization, SGD, MSE)")
+
+
+#: Paper 000, Table 3: the scaling study's six encodings (lr 100, 300 epochs, batch 32).
+TABLE3: dict[str, RunConfig] = {c.name: c for c in (
+    _t3("baseline", "Baseline", "Baseline", {"type": "identity"}),
+    _t3("ffe_low", "Low (FFE)", "Low (FFE), L = 4", {"type": "fourier", "levels": 4}),
+    _t3("ffe_mid", "Mid (FFE)", "Mid (FFE), L = 8", {"type": "fourier", "levels": 8}),
+    _t3("ffe_high", "High (FFE)", "High (FFE), L = 16", {"type": "fourier", "levels": 16}),
+    _t3("mpe_coarse", "Coarse (MPE)", "Coarse (MPE), k = 2, L = 1, x = 100",
+        {"type": "multigrid", "resolutions": [100], "features": 2}),
+    _t3("mpe_fine", "Fine (MPE)", "Fine (MPE), k = 2, L = 1, x = 200",
+        {"type": "multigrid", "resolutions": [200], "features": 2}),
+)}
+
+
+def table3() -> list[RunConfig]:
+    """Table 3's configurations in the paper's order."""
+    return list(TABLE3.values())
+
+
+def build_model(config: RunConfig, dim: int, out_features: int, seed: int = 0) -> nn.Module:
+    """The config's ``CoordinateMLP`` for ``dim``-D inputs and ``out_features`` outputs, built after
+    ``torch.manual_seed(seed)`` (same config and seed, same weights)."""
+    from .models import CoordinateMLP, build_encoding
+    enc = dict(config.encoding)
+    enc.setdefault("dim", dim)
+    torch.manual_seed(int(seed))
+    return CoordinateMLP(build_encoding(enc), list(config.hidden), out_features, config.activation,
+                         parameterization=config.parameterization, output_activation=config.output_activation)
+
+
+# ----------------------------------------------------------------------------------------------
+# one run
+# ----------------------------------------------------------------------------------------------
+
+def run(config: RunConfig, coords: Tensor, targets: Tensor, *, seed: int = 0,
+        ntk_epochs: str | Iterable[int | str] | None = "start,middle,end",
+        measure_epochs: str | Iterable[int | str] | None = None, ntk_points: Tensor | None = None,
+        ntk_groups: Sequence[str] = ("total",),
+        measure: Callable[[nn.Module, int, dict[str, Tensor] | None, bool], Any] | None = None,
+        device: torch.device | str = "cpu", fit_kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``config`` on ``(coords, targets)`` and take snapshots.
+
+    At each epoch of ``ntk_epochs`` (see :func:`inrlib.train.resolve_epochs`; 0 = before training)
+    the empirical NTK on ``ntk_points`` (default: all ``coords``) is computed in float64 with
+    ``groups=True`` and the spectra of ``ntk_groups`` (``"total"``, ``"mlp"``, ``"grid"``, a module
+    name) are kept with their rounding floors. At each epoch of ``ntk_epochs`` and ``measure_epochs``,
+    ``measure(model, epoch, kernels, final)`` is called (``kernels``: the dict of NTK terms at an NTK
+    epoch, else ``None``; ``final``: the last epoch) and its return value kept.
+
+    Returns ``{"config", "seed", "history" (History.to_dict()), "diverged" (None or {"epoch",
+    "message"}), "snapshots": {epoch: {"spectra": {group: eigenvalues}, "floors": {group: floor},
+    "measure": ...}}, "seconds"}``. A run whose training diverges returns what it recorded before.
+    """
+    from .ntk import empirical_ntk, rounding_floor, spectrum
+    from .train import TrainingDiverged, fit, resolve_epochs
+
+    t0 = time.perf_counter()
+    device = torch.device(device)
+    targets = torch.as_tensor(targets)
+    out_features = 1 if targets.dim() == 1 else int(targets.shape[1])
+    model = build_model(config, int(coords.shape[1]), out_features, seed).to(device)
+    epochs = int(config.epochs)
+    k_epochs = set(resolve_epochs(ntk_epochs, epochs)) if ntk_epochs is not None else set()
+    m_epochs = set(resolve_epochs(measure_epochs, epochs)) if measure_epochs is not None else set()
+    x_ntk = coords if ntk_points is None else ntk_points
+    snapshots: dict[int, dict[str, Any]] = {}
+
+    def snap(m: nn.Module, epoch: int, history: Any) -> None:
+        entry: dict[str, Any] = {}
+        kernels = None
+        if epoch in k_epochs:
+            kernels = empirical_ntk(m, x_ntk.to(device), groups=True)
+            entry["spectra"], entry["floors"] = {}, {}
+            for g in ntk_groups:
+                if g not in kernels:
+                    raise KeyError(f"NTK group {g!r} not in the engine's terms {sorted(kernels)}")
+                K = kernels[g]
+                zero = not bool(K.abs().max() > 0)
+                ev = np.zeros(K.shape[0]) if zero else spectrum(K)
+                entry["spectra"][g] = ev
+                entry["floors"][g] = 0.0 if zero else rounding_floor(K, ev)
+        if measure is not None:
+            entry["measure"] = measure(m, epoch, kernels, epoch == epochs)
+        snapshots[epoch] = entry
+
+    diverged = None
+    try:
+        history = fit(model, coords.to(device), targets.to(device), **config.train_settings, seed=seed,
+                      callbacks={"snapshot": snap}, snapshot_epochs=sorted(k_epochs | m_epochs) or [epochs],
+                      progress=False, **dict(fit_kwargs or {}))
+    except TrainingDiverged as err:
+        history = err.history
+        diverged = {"epoch": err.epoch, "message": str(err)}
+    return {"config": config.to_dict(), "seed": int(seed), "history": history.to_dict(), "diverged": diverged,
+            "snapshots": snapshots, "seconds": time.perf_counter() - t0}
+
+
+# ----------------------------------------------------------------------------------------------
+# sweeps
+# ----------------------------------------------------------------------------------------------
+
+class SweepError(RuntimeError):
+    """A task of a sweep failed; the runs finished before it are saved (``saved``: their paths)."""
+
+    def __init__(self, message: str, *, task: Mapping[str, Any], saved: list[Path]):
+        super().__init__(message)
+        self.task = dict(task)
+        self.saved = saved
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """SHA-256 (first 16 hex digits) of every ``inrlib/**/*.py`` file: runs computed by other
+    library code are not reused."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _canonical(obj: Any) -> str:
+    try:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    except TypeError as err:
+        raise TypeError(f"a sweep task must be JSON data (numbers, strings, lists, dicts) so that it has a "
+                        f"stable key; {err}. Pass names and sizes (e.g. an image name and a resolution), not "
+                        "tensors or modules") from None
+
+
+def task_key(fn: Callable, task: Mapping[str, Any], code: str | None = "auto") -> str:
+    """The key a sweep stores ``fn(**task)`` under: a hash of the function's name, the task and
+    (``code="auto"``) :func:`code_fingerprint`; ``code=None`` leaves the code out."""
+    code = code_fingerprint() if code == "auto" else code
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+    return hashlib.sha256(_canonical({"fn": name, "task": task, "code": code}).encode()).hexdigest()[:20]
+
+
+def _path(store: Path, task: Mapping[str, Any], key: str) -> Path:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(task.get("name", "run")))[:60] or "run"
+    return store / f"{stem}-{key}.pkl"
+
+
+def load_run(path: str | Path) -> dict[str, Any]:
+    """A run a sweep saved: ``{"key", "task", "result", "seconds"}`` (a clear error when unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            record = pickle.load(f)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError) as err:
+        raise ValueError(f"cannot read the saved run {path} ({type(err).__name__}: {err}); delete it to recompute") from None
+    if not isinstance(record, dict) or "result" not in record:
+        raise ValueError(f"{path} is not a saved sweep run; delete it to recompute")
+    return record
+
+
+def _save(path: Path, key: str, task: Mapping[str, Any], result: Any, seconds: float) -> None:
+    with atomic_path(path, suffix=".tmp") as tmp:
+        with open(tmp, "wb") as f:
+            pickle.dump({"key": key, "task": dict(task), "result": result, "seconds": seconds}, f,
+                        protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _timed(fn: Callable, task: Mapping[str, Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    result = fn(**task)
+    return result, time.perf_counter() - t0
+
+
+def sweep(fn: Callable[..., Any], tasks: Sequence[Mapping[str, Any]], store: str | Path, *,
+          executor: cf.Executor | None = None, code: str | None = "auto",
+          progress: Callable[[Iterable], Iterable] | None = None) -> list[dict[str, Any]]:
+    """Run ``fn(**task)`` for every task, saving each finished run at once; reuse saved runs.
+
+    Args:
+        fn: a module-level function (so that process pools and Dask can send it to workers)
+            returning picklable data.
+        tasks: JSON-able dicts of ``fn``'s keyword arguments; ``task["name"]`` (if any) names the file.
+        store: folder of the saved runs, ``<name>-<key>.pkl`` (:func:`task_key`).
+        executor: where to run: ``None`` in this process, one task after another; any
+            ``concurrent.futures.Executor`` otherwise (``ProcessPoolExecutor``, Dask's
+            ``Client(...).get_executor()``). Runs are written by this process as they finish, so
+            workers need no access to ``store``.
+        code: ``"auto"``: keys include :func:`code_fingerprint` (a changed library recomputes);
+            ``None``: they do not.
+
+    Returns one record per task, in task order: ``{"task", "key", "path", "result", "seconds",
+    "cached"}``. Raises :class:`SweepError` when a task fails, after saving every run that finished.
+    """
+    store = Path(store)
+    tasks = [dict(t) for t in tasks]
+    keys = [task_key(fn, t, code) for t in tasks]
+    if len(set(keys)) != len(keys):
+        dup = [t.get("name", t) for t, k in zip(tasks, keys) if keys.count(k) > 1]
+        raise ValueError(f"the sweep has identical tasks {dup}: each task must differ (a seed, a name, ...)")
+    paths = [_path(store, t, k) for t, k in zip(tasks, keys)]
+    records: list[dict[str, Any] | None] = [None] * len(tasks)
+    todo = []
+    for i, (task, key, path) in enumerate(zip(tasks, keys, paths)):
+        if path.is_file():
+            try:
+                saved = load_run(path)
+            except ValueError:
+                saved = None
+            if saved is not None and saved.get("key") == key:
+                records[i] = {"task": task, "key": key, "path": path, "result": saved["result"],
+                              "seconds": saved.get("seconds"), "cached": True}
+                continue
+        todo.append(i)
+    store.mkdir(parents=True, exist_ok=True)
+    saved_paths: list[Path] = []
+
+    def finish(i: int, result: Any, seconds: float) -> None:
+        _save(paths[i], keys[i], tasks[i], result, seconds)
+        saved_paths.append(paths[i])
+        records[i] = {"task": tasks[i], "key": keys[i], "path": paths[i], "result": result, "seconds": seconds,
+                      "cached": False}
+
+    def failure(i: int, err: BaseException) -> SweepError:
+        name = tasks[i].get("name", f"task {i}")
+        done = sum(r is not None for r in records)
+        return SweepError(f"sweep task {name!r} failed: {type(err).__name__}: {err}. The {done} finished run(s) "
+                          f"are saved in {store}; run the sweep again to compute only the rest",
+                          task=tasks[i], saved=list(saved_paths))
+
+    if executor is None:
+        for i in (progress(todo) if progress else todo):
+            try:
+                result, seconds = _timed(fn, tasks[i])
+            except Exception as err:  # noqa: BLE001 - re-raised with what was saved
+                raise failure(i, err) from err
+            finish(i, result, seconds)
+    else:
+        futures = {executor.submit(_timed, fn, tasks[i]): i for i in todo}
+        first_error: tuple[int, BaseException] | None = None
+        done_iter = cf.as_completed(futures)
+        for fut in (progress(done_iter) if progress else done_iter):
+            i = futures[fut]
+            if fut.cancelled():
+                continue
+            err = fut.exception()
+            if err is not None:
+                if first_error is None:
+                    first_error = (i, err)
+                    for other in futures:
+                        other.cancel()
+                continue
+            finish(i, *fut.result())
+        if first_error is not None:
+            raise failure(*first_error) from first_error[1]
+    return records  # type: ignore[return-value]

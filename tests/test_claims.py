@@ -1,0 +1,82 @@
+"""The papers' values (inrlib.claims) and reading spectra against the floor (inrlib.spectra)."""
+import math
+
+import numpy as np
+import pytest
+
+from inrlib.claims import (CLAIM_FIELDS, PAPER_VALUES, VERDICTS, check_claims, claim, paper_value,
+                           verdict_counts, verdict_from_difference)
+from inrlib.spectra import compare_at, log10_ratio, mean_log_spectrum, percentile_eigenvalue, resolved_fraction
+
+
+def test_paper_values_are_the_papers():
+    """A few values checked against the paper's text (Tables 1-3 and the abstract of paper 000)."""
+    expect = {"000.table3.psnr.baseline": 20, "000.table3.psnr.ffe_high": 36.5, "000.table3.psnr.mpe_fine": 41.5,
+              "000.table1.msssim.mpe_coarse": 0.37, "000.table1.msssim.ffe_mid": 0.23, "000.table2.psnr.mpe": 45.28,
+              "000.table1.imagenet_msssim.ffe": 0.39, "000.abstract.lambda_min.mpe_over_baseline": 8,
+              "000.abstract.psnr_gain.over_ffe": 12, "000.fig6.mpe_loss_1e-3_sooner": 125}
+    for id_, value in expect.items():
+        assert PAPER_VALUES[id_]["value"] == value, id_
+    for id_, entry in PAPER_VALUES.items():
+        assert entry["paper"] == id_.split(".")[0] and entry["source"].startswith("paper ")
+        assert entry["value"] is not None or entry.get("quote"), f"{id_} has neither a value nor a quote"
+    assert "125 epochs sooner" in PAPER_VALUES["000.fig6.mpe_loss_1e-3_sooner"]["quote"]
+
+
+def test_claim_records():
+    c = claim("000.table3.psnr.mpe_fine", np.float64(40.2), "approximately", "note")
+    assert set(CLAIM_FIELDS) <= set(c) and c["paper_value"] == 41.5 and c["unit"] == "dB" and c["ours"] == 40.2
+    assert type(c["ours"]) is float
+    q = claim("000.fig4.ffe_saturates", 0.2, "holds")
+    assert q["paper_value"].startswith("we see that the FFE saturates")
+    assert claim("000.table3.psnr.baseline", float("nan"), "not tested", "diverged")["ours"] is None
+    assert claim("000.abstract.lambda_min.mpe_over_baseline", 9.0, "holds", bound="lower bound")["ours_bound"] == "lower bound"
+    with pytest.raises(KeyError, match="ids of that group: 000.table3.psnr"):
+        claim("000.table3.psnr.mpe_huge", 1, "holds")
+    with pytest.raises(ValueError, match="must be one of"):
+        claim("000.table3.psnr.baseline", 1, "true")
+    with pytest.raises(ValueError, match="give a note"):
+        claim("000.table3.psnr.baseline", None, "not tested")
+    assert paper_value("000.table2.psnr.ffe")["value"] == 33.47
+
+
+def test_check_claims_names_every_problem():
+    good = [claim("000.table3.psnr.baseline", 19.0, "approximately"), claim("000.table3.psnr.ffe_low", 25.0, "holds")]
+    assert check_claims(good, required=["000.table3.psnr.baseline"]) == good
+    bad = [dict(good[0], verdict="maybe"), {k: v for k, v in good[1].items() if k != "note"}, good[0]]
+    with pytest.raises(ValueError) as info:
+        check_claims(bad, required=["000.fig2.no_grid_near_baseline"])
+    msg = str(info.value)
+    assert "verdict 'maybe'" in msg and "lacks note" in msg and "recorded twice" in msg
+    assert "claims not recorded: 000.fig2.no_grid_near_baseline" in msg
+    assert verdict_counts(good) == {v: (1 if v in ("approximately", "holds") else 0) for v in VERDICTS}
+
+
+def test_verdict_from_difference_boundaries():
+    assert verdict_from_difference(41.0, 41.5, 1, 3) == "holds"
+    assert verdict_from_difference(40.5, 41.5, 1, 3) == "holds"
+    assert verdict_from_difference(40.4, 41.5, 1, 3) == "approximately"
+    assert verdict_from_difference(38.5, 41.5, 1, 3) == "approximately"
+    assert verdict_from_difference(38.4, 41.5, 1, 3) == "differs"
+    assert verdict_from_difference(float("nan"), 1, 1, 3) == "not tested"
+    assert verdict_from_difference(None, 1, 1, 3) == "not tested"
+
+
+def test_spectrum_comparisons_against_the_floor():
+    a = np.array([10.0, 1.0, 1e-3])
+    b = np.array([10.0, 1e-2, 1e-9])
+    assert percentile_eigenvalue(a, 0) == 1e-3 and percentile_eigenvalue(a, 50) == 1.0
+    with pytest.raises(ValueError, match="percentile"):
+        percentile_eigenvalue(a, 120)
+    exact = compare_at(a, 1e-12, b, 1e-12, 0)
+    assert exact["kind"] == "exact" and exact["value"] == pytest.approx(6.0)
+    low = compare_at(a, 1e-12, b, 1e-6, 0)                      # b's minimum is noise: at least 3 orders
+    assert low["kind"] == "lower bound" and low["value"] == pytest.approx(3.0)
+    up = compare_at(b, 1e-6, a, 1e-12, 0)
+    assert up["kind"] == "upper bound" and up["value"] == pytest.approx(-3.0)
+    assert compare_at(b, 1e-6, b, 1e-6, 0)["kind"] == "noise" and math.isnan(compare_at(b, 1e-6, b, 1e-6, 0)["value"])
+    assert compare_at(a, 0, b, 0, 50)["value"] == pytest.approx(2.0)
+    assert log10_ratio(1, 0) != log10_ratio(1, 0) and log10_ratio(100, 1) == pytest.approx(2)
+    assert mean_log_spectrum(a, 1e-12) == pytest.approx(np.mean([1, 0, -3]))
+    assert mean_log_spectrum(a, 1e-12, mask=np.array([True, True, False])) == pytest.approx(0.5)
+    assert resolved_fraction(b, 1e-6) == pytest.approx(2 / 3)

@@ -1,0 +1,224 @@
+"""The scaling study (inrlib.studies.scaling) against independent computations."""
+import numpy as np
+import pytest
+import torch
+
+from inrlib.data import load_image
+from inrlib.experiments import TABLE3, build_model, sweep
+from inrlib.ntk import empirical_ntk, gradient_flow_time
+from inrlib.studies import scaling as S
+
+
+def test_scaled_configs_keep_the_grid_rule():
+    cfgs = {c.name: c for c in S.scaled_configs(48, lr=30, epochs=60, batch_size=32)}
+    assert list(cfgs) == list(TABLE3)
+    # the paper's ratios 100/128 and 200/128 of the side
+    assert cfgs["mpe_coarse"].encoding["resolutions"] == [38] and cfgs["mpe_fine"].encoding["resolutions"] == [75]
+    assert all(c.lr == 30 and c.epochs == 60 for c in cfgs.values())
+    assert "lr 30.0 (Table 3: 100.0)" in cfgs["baseline"].note and "Table 3: 100)" in cfgs["mpe_coarse"].note
+    assert cfgs["ffe_high"].encoding == TABLE3["ffe_high"].encoding
+    with pytest.raises(ValueError, match="coarse grid .* fewer nodes"):
+        S.scaled_configs(48, lr=1, epochs=1, batch_size=1, coarse=48)
+    with pytest.raises(ValueError, match="fine grid"):
+        S.scaled_configs(48, lr=1, epochs=1, batch_size=1, fine=40)
+
+
+def test_heldout_pixels_lie_between_the_training_pixels():
+    side = 9
+    d = S.image_data("camera", side, grayscale=True, heldout=50, seed=1)
+    train = d["coords"].double().numpy() * (side - 1)            # integer node positions
+    held = d["held_coords"].double().numpy() * (side - 1)
+    assert np.allclose(train, np.round(train))
+    halves = np.abs(held * 2 - np.round(held * 2)) < 1e-6
+    assert halves.all(), "held-out pixels must sit on the half-pixel grid"
+    off_grid = np.abs(held - np.round(held)) > 0.25
+    assert off_grid.any(axis=1).all(), "every held-out pixel must be halfway in x or y"
+    assert len(np.unique(held, axis=0)) == 50
+    # their values are the photo at 2 side - 1 pixels at those positions
+    fc, ft, _ = load_image("camera", 2 * side - 1, grayscale=True)
+    idx = [int(np.flatnonzero((fc.double().numpy() * (2 * side - 2) == h * 2).all(axis=1))[0]) for h in held]
+    assert torch.equal(ft[idx], d["held_targets"])
+    assert S.image_data("camera", side, heldout=0)["held_coords"].shape[0] == 0
+
+
+def test_activation_regions_against_a_naive_loop():
+    torch.manual_seed(0)
+    model = build_model(TABLE3["ffe_low"].replace(hidden=(6, 5)), 2, 1, seed=2)
+    x = torch.rand(300, 2)
+    got = S.activation_regions(model, x)
+    patterns = []
+    for xi in x:
+        h = model.encoding(xi[None])
+        bits = []
+        for layer in model.mlp:
+            h = layer(h)
+            if isinstance(layer, torch.nn.Linear) or type(layer).__name__ == "Dense":
+                pre = h
+            if isinstance(layer, torch.nn.ReLU):
+                bits += (pre[0] > 0).tolist()
+        patterns.append(tuple(bits))
+    assert got["units"] == 11 and got["count"] == len(set(patterns))
+    # same partition of the points
+    for i in range(0, 300, 7):
+        for j in range(0, 300, 11):
+            assert (got["labels"][i] == got["labels"][j]) == (patterns[i] == patterns[j])
+    with pytest.raises(ValueError, match="no nn.ReLU"):
+        S.activation_regions(torch.nn.Linear(2, 1), x)
+
+
+def test_grid_values_are_the_values_at_the_nodes():
+    model = build_model(TABLE3["mpe_coarse"].replace(hidden=(4,), encoding={"resolutions": [5]}), 2, 1, seed=0)
+    with torch.no_grad():
+        model.encoding.tables[0].normal_()
+    (g,) = S.grid_values(model)
+    assert g.shape == (5, 5, 2)
+    ys, xs = np.meshgrid(np.arange(5), np.arange(5), indexing="ij")
+    nodes = torch.tensor(np.stack([xs.ravel(), ys.ravel()], 1) / 4.0, dtype=torch.float32)
+    feats = model.encoding(nodes)[:, :2].detach().numpy().reshape(5, 5, 2)    # row = y node, column = x node
+    np.testing.assert_allclose(g, feats, atol=1e-6)
+    assert S.grid_values(build_model(TABLE3["baseline"].replace(hidden=(4,)), 2, 1)) == []
+
+
+def test_loss_below_epoch():
+    h = {"epochs": [1, 2, 3], "full_loss": [0.1, 9e-4, 5e-4]}
+    assert S.loss_below_epoch(h, 1e-3) == 2 and S.loss_below_epoch(h, 1e-4) is None
+
+
+def test_kernel_regression_measure_at_zero_and_long_times():
+    """At t = 0 the kernel's prediction is the network's initial output; for a long time with a
+    full-rank kernel it fits the training pixels."""
+    data = S.image_data("camera", 6, grayscale=True, heldout=10)
+    model = build_model(TABLE3["mpe_fine"].replace(hidden=(32,), encoding={"resolutions": [9]}), 2, 1, seed=0)
+    K = empirical_ntk(model, data["coords"], groups=True)
+    m0 = S._Measure(data, 0.0, True)(model, 0, K, False)
+    assert m0["kr_psnr_train"] == pytest.approx(m0["psnr_train"], abs=1e-6)
+    assert m0["kr_psnr_heldout"] == pytest.approx(m0["psnr_heldout"], abs=1e-6)
+    m_long = S._Measure(data, 1e9, True)(model, 0, K, False)
+    assert m_long["kr_psnr_train"] > 80
+
+
+def test_scaling_task_and_claims_end_to_end(tmp_path):
+    cfgs = S.scaled_configs(10, lr=10, epochs=4, batch_size=32, hidden=(32, 32))
+    tasks = [dict(name=c.name, config=c.to_dict(), image="camera", side=10, grayscale=True, seed=0,
+                  ntk_epochs=[0, 2, 4], heldout=20) for c in cfgs]
+    records = sweep(S.scaling_task, tasks, tmp_path)
+    results = {r["task"]["name"]: r["result"] for r in records}
+    for name, r in results.items():
+        assert sorted(r["snapshots"]) == [0, 2, 4]
+        groups = set(r["snapshots"][4]["spectra"])
+        assert groups == ({"total", "mlp"} if name.startswith("mpe") else {"total"})
+        assert r["snapshots"][4]["measure"]["prediction"].shape == (10, 10, 1)
+        assert r["steps"] == 4 * 4      # 4 epochs of ceil(100 / 32) batches
+        assert r["t_flow"] == pytest.approx(gradient_flow_time(10, 16, 100, 1))
+    rows = S.summarize(results)
+    claims = S.scaling_claims(results, rows, "test")
+    from inrlib.claims import check_claims
+    check_claims(claims, required=[f"000.table3.psnr.{n}" for n in S.ENCODINGS] + [
+        "000.abstract.lambda_min.mpe_over_baseline", "000.abstract.lambda_min.mpe_over_ffe",
+        "000.abstract.psnr_gain.over_baseline", "000.abstract.psnr_gain.over_ffe", "000.fig2.no_grid_near_baseline",
+        "000.fig4.ffe_saturates", "000.fig6.mpe_loss_1e-3_sooner"])
+    by = {r["encoding"]: r for r in rows}
+    c = {x["id"]: x for x in claims}
+    assert c["000.table3.psnr.mpe_fine"]["ours"] == pytest.approx(by["mpe_fine"]["psnr"])
+    assert c["000.table3.psnr.mpe_fine"]["paper_value"] == 41.5
+
+
+# ------------------------------------------------------------------ the reporting code on known inputs
+
+def fake(spectra_end, spectra_start=None, psnr=None, regions=None, loss_epochs=None, kr=None, mlp=None):
+    """Results and rows for scaling_claims with chosen spectra (floors tiny) and numbers."""
+    results, rows = {}, []
+    for n in S.ENCODINGS:
+        end = {"spectra": {"total": np.asarray(spectra_end[n], float)}, "floors": {"total": 1e-30}}
+        if n.startswith("mpe"):
+            end["spectra"]["mlp"] = np.asarray((mlp or spectra_end)[n if mlp else "baseline"], float)
+            end["floors"]["mlp"] = 1e-30
+        start = {"spectra": {"total": np.asarray((spectra_start or spectra_end)[n], float)}, "floors": {"total": 1e-30}}
+        results[n] = {"snapshots": {0: start, 10: end}}
+        rows.append({"encoding": n, "label": TABLE3[n].label, "kind": S.KINDS[n], "diverged_epoch": None,
+                     "last_epoch": 10, "psnr": (psnr or {}).get(n, 20.0), "msssim": 0.5, "setting": "",
+                     "loss_1e-3_epoch": (loss_epochs or {}).get(n), "regions": (regions or {}).get(n, 100),
+                     "pixels": 100, "kr_init_psnr": (kr or {}).get(n, float("nan")),
+                     "kr_end_psnr": (kr or {}).get(n, float("nan"))})
+    return results, rows
+
+
+def geometric(top, bottom, n=50):
+    return np.geomspace(top, bottom, n)
+
+
+def test_claims_on_known_spectra():
+    spectra = {"baseline": geometric(1e3, 1e-12), "ffe_low": geometric(1e3, 1e-6), "ffe_mid": geometric(1e3, 1e-2),
+               "ffe_high": geometric(1e3, 1.1e-2), "mpe_coarse": geometric(1e4, 1e-3),
+               "mpe_fine": geometric(1e5, 1e-1)}
+    psnr = {"baseline": 15, "ffe_low": 20, "ffe_mid": 25, "ffe_high": 26, "mpe_coarse": 24, "mpe_fine": 30}
+    results, rows = fake(spectra, psnr=psnr, loss_epochs={"mpe_coarse": 3, "ffe_mid": 7, "ffe_high": 9},
+                         regions={"mpe_coarse": 90, "mpe_fine": 95, "ffe_mid": 100, "ffe_high": 80},
+                         kr=psnr)
+    c = {x["id"]: x for x in S.scaling_claims(results, rows, "ctx")}
+    # minimum eigenvalues: log10(1e-1 / 1e-12) = 11 orders (fine over baseline), 1 order over the high FFE
+    assert c["000.abstract.lambda_min.mpe_over_baseline"]["ours"] == pytest.approx(11.0)
+    assert c["000.abstract.lambda_min.mpe_over_baseline"]["verdict"] == "differs"      # 3 orders from 8
+    assert c["000.abstract.lambda_min.mpe_over_ffe"]["ours"] == pytest.approx(np.log10(1e-1 / 1.1e-2))
+    assert c["000.abstract.lambda_min.mpe_over_ffe"]["verdict"] == "approximately"    # 1.04 orders from 2
+    assert c["000.abstract.psnr_gain.over_baseline"]["ours"] == 15 and \
+        c["000.abstract.psnr_gain.over_baseline"]["verdict"] == "holds"
+    assert c["000.abstract.psnr_gain.over_ffe"]["ours"] == 4
+    # FFE medians: geometric means of the ranges; mid -> high is tiny against low -> mid
+    med = {n: np.median(spectra[n]) for n in ("ffe_low", "ffe_mid", "ffe_high")}
+    g1, g2 = np.log10(med["ffe_mid"] / med["ffe_low"]), np.log10(med["ffe_high"] / med["ffe_mid"])
+    assert c["000.fig4.ffe_saturates"]["ours"] == pytest.approx(g2 / g1) and c["000.fig4.ffe_saturates"]["verdict"] == "holds"
+    assert c["000.fig4.fine_mpe_highest"]["ours"] == 1.0 and c["000.fig4.fine_mpe_highest"]["verdict"] == "holds"
+    # coarse (1e4 .. 1e-3) vs high FFE (1e3 .. 1.1e-2): the log ratio falls linearly from +1 to -1.04: one
+    # crossing in the middle, the coarse MPE above at the top
+    lc, lh = np.log10(spectra["mpe_coarse"]), np.log10(spectra["ffe_high"])
+    first = int(np.flatnonzero(np.diff(np.sign(lc - lh)) != 0)[0])
+    assert c["000.fig4.coarse_crosses_high_ffe"]["ours"] == pytest.approx(first / 49)
+    assert 0.45 < first / 49 < 0.55 and c["000.fig4.coarse_crosses_high_ffe"]["verdict"] == "holds"
+    assert c["000.fig6.mpe_loss_1e-3_sooner"]["ours"] == 4 and c["000.fig6.mpe_loss_1e-3_sooner"]["verdict"] == "holds"
+    assert c["000.appC.regions_similar"]["ours"] == pytest.approx(100 / 80)
+    assert c["000.eq5.kernel_predicts_order"]["ours"] == pytest.approx(1.0)
+    # the No-Grid kernels here are the baseline's spectrum: 0 orders from it, and the grid lifts them
+    assert c["000.fig2.no_grid_near_baseline"]["ours"] == pytest.approx(0.0)
+    assert c["000.fig2.no_grid_near_baseline"]["verdict"] == "holds"
+    # Appendix B with identical start and end spectra: no change at all
+    assert c["000.appB.spectrum_changes"]["ours"] == pytest.approx(0.0)
+    assert c["000.appB.spectrum_changes"]["verdict"] == "fails"
+
+
+def test_claims_bounds_and_failures():
+    spectra = {n: geometric(1e3, 1e-3) for n in S.ENCODINGS}
+    spectra["mpe_fine"] = geometric(1e6, 1e-2)
+    results, rows = fake(spectra, psnr={"mpe_fine": 30}, loss_epochs={"ffe_mid": 5})
+    results["baseline"]["snapshots"][10]["floors"]["total"] = 1e-2          # its minimum is below the floor
+    c = {x["id"]: x for x in S.scaling_claims(results, rows, "ctx")}
+    # log10(1e-2 / floor 1e-2) = 0: a lower bound of 0 orders does not decide 8: not tested, said why
+    cl = c["000.abstract.lambda_min.mpe_over_baseline"]
+    assert cl["verdict"] == "not tested" and cl["ours_bound"] == "lower bound" and "rounding floor" in cl["note"]
+    assert c["000.fig6.mpe_loss_1e-3_sooner"]["verdict"] == "fails"          # an FFE got there, the MPE did not
+    assert c["000.fig4.coarse_crosses_high_ffe"]["verdict"] == "fails"       # identical spectra never cross
+    assert c["000.fig4.ffe_saturates"]["verdict"] == "fails"                 # no gain at all from low to mid
+    rows[0]["diverged_epoch"] = 3
+    c = {x["id"]: x for x in S.scaling_claims(results, rows, "ctx")}
+    assert c["000.table3.psnr.baseline"]["verdict"] == "not tested" and "diverged in epoch 3" in c["000.table3.psnr.baseline"]["note"]
+    assert c["000.fig4.ffe_saturates"]["verdict"] == "not tested"
+
+
+def test_kendall_tau():
+    assert S.kendall_tau([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert S.kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert S.kendall_tau([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(4 / 6)
+
+
+def test_choose_lr_takes_the_largest_rate_that_trains_all():
+    cfgs = S.scaled_configs(10, lr=100, epochs=2, batch_size=32, hidden=(8, 8))
+    calls = []
+
+    def probe(trial):
+        calls.append(trial[0].lr)
+        return [{"diverged": t.lr > 10 and t.name == "ffe_low", "epoch": 1 if t.lr > 10 else None, "psnr": 1.0}
+                for t in trial]
+
+    lr, rows = S.choose_lr(cfgs, probe, epochs=2)
+    assert lr == 10 and calls == [100, 30, 10] and len(rows) == 18
+    assert S.choose_lr(cfgs, lambda trial: [{"diverged": True, "epoch": 1} for _ in trial])[0] is None
