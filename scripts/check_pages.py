@@ -173,6 +173,7 @@ class PageReport:
     figures: int = 0
     math: int = 0
     widgets: int = 0
+    tables: int = 0
 
     @property
     def ok(self) -> bool:
@@ -245,6 +246,8 @@ def check_dom(report: PageReport, dom: Node, page: Path, static_math: int, expec
     report.figures = len(output_imgs)
     if len(output_imgs) < expect["images"]:
         report.problems.append(f"{len(output_imgs)} figure images on the page, the notebook has {expect['images']} image outputs")
+    # tables (Markdown tables in cell outputs and in the text)
+    report.tables = sum(1 for t in dom.find_all("table") if not t.has_ancestor("widget-subarea"))
     # math
     maths = list(dom.find_all(cls="math"))
     rendered = [m for m in maths if any(n.tag == "mjx-container" for n in m.iter())]

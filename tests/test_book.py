@@ -274,6 +274,40 @@ def toc_build(tmp_path_factory):
     return {"build": build, "proc": proc, "reports": reports}
 
 
+#: What each page must show (at least) in the smoke profile, and what its results file must say.
+#: A chapter added to the toc without an entry here fails: state what its page must have.
+PAGE_REQUIREMENTS = {
+    "book/theory": {"figures": 2, "math": 30, "tables": 1, "widgets": 1,
+                    "results": lambda n: n["identities_hold"] is True and n["max_identity_error"] < 1e-12},
+    "book/weyl_bound": {"figures": 3, "math": 20, "tables": 4, "widgets": 0,
+                        "results": lambda n: n["summary"]["chain_a_holds_all"] is True},
+    "book/scaling": {"figures": 7, "math": 10, "tables": 8, "widgets": 1,
+                     "results": lambda n: len(n["claims"]) >= 26 and all(c["verdict"] for c in n["claims"])},
+}
+
+
+@pytest.mark.book
+@pytest.mark.browser
+@pytest.mark.parametrize("entry", [e for e in TOC_PAGES if bookpipe.resolve_entry(e)[0] == "chapter"])
+def test_toc_chapter_shows_what_it_must(toc_build, entry):
+    """Not just 'whatever the notebook shows renders': each chapter's page holds its figures, math,
+    tables and explorer, and its results file says what the chapter found (smoke profile)."""
+    kind, path = bookpipe.resolve_entry(entry)
+    stem = str(path.relative_to(ROOT).with_suffix(""))
+    assert stem in PAGE_REQUIREMENTS, f"{stem} is in the toc but PAGE_REQUIREMENTS in {__file__} says nothing about it"
+    need = PAGE_REQUIREMENTS[stem]
+    assert toc_build["proc"].returncode == 0, f"make book (smoke) failed\n{output(toc_build['proc'])}"
+    report = toc_build["reports"][stem]
+    for what in ("figures", "math", "tables", "widgets"):
+        assert getattr(report, what) >= need[what], f"{stem}: {getattr(report, what)} {what} on the page, needs {need[what]}"
+    results = json.loads((toc_build["build"] / "results" / "smoke" / f"{path.stem}.json").read_text())
+    assert results["params"]["profile"] == "smoke"
+    assert need["results"](results["numbers"]), f"{stem}: its results do not say what they must"
+    if "claims" in results["numbers"]:
+        from inrlib.claims import check_claims
+        check_claims(results["numbers"]["claims"])
+
+
 @pytest.mark.book
 @pytest.mark.browser
 @pytest.mark.parametrize("entry", TOC_PAGES)
@@ -337,3 +371,38 @@ def test_explorer_check_rejects_an_explorer_without_links(toc_build, tmp_path):
     page.write_text(text[:match.start(2)] + json.dumps(state) + text[match.end(2):], encoding="utf-8")
     result = check_pages.check_explorers(page)
     assert any("did not change the picture" in p for p in result["problems"]), result
+
+
+@pytest.mark.book
+def test_stopped_execution_leaves_no_temporary_files(tmp_path):
+    """SIGTERM during a chapter's run (make or a person stopping the build): no hidden temporary
+    notebook is left, and no output written; a stale temporary from a killed run is removed."""
+    import signal
+    import time
+
+    out = tmp_path / "executed" / "fixture_chapter.ipynb"
+    out.parent.mkdir(parents=True)
+    stale = out.parent / ".fixture_chapter.ipynb.abc123.ipynb"
+    stale.write_text("{}")
+    env = {**os.environ, "INRLIB_FIXTURE_SLEEP": "60"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "bookpipe.py"), "execute", str(ROOT / f"{FIXTURE}.py"),
+                             str(out), "-p", "profile", "smoke", "--results", str(tmp_path / "results")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            if not stale.exists() and list(out.parent.glob(".fixture_chapter.ipynb.*")):
+                break
+            time.sleep(0.2)
+        temps = list(out.parent.glob(".fixture_chapter.ipynb.*"))
+        assert temps and not stale.exists(), "the run should have removed the stale file and started its own"
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert not out.exists()
+    assert not list(out.parent.glob(".fixture_chapter.ipynb.*")), "a temporary notebook was left behind"
