@@ -179,3 +179,28 @@ def test_bad_constructor_arguments():
         FourierEncoding(2, 0)
     with pytest.raises(ValueError, match="resolutions"):
         MultigridEncoding(2)
+
+
+def test_hashgrid_3d_uses_all_three_primes():
+    """instant-ngp's spatial hash in 3D, (i0 * 1) ^ (i1 * 2654435761) ^ (i2 * 805459861) mod T, by hand."""
+    torch.manual_seed(2)
+    enc = HashGridEncoding(3, levels=2, features=2, log2_table_size=7, min_resolution=3, max_resolution=12,
+                           init_scale=1.0).double()
+    assert enc.hashed == [False, True]                # 3^3 = 27 <= 128 rows; 12^3 collides
+    x = torch.rand(25, 3, dtype=torch.float64)
+    out = enc(x).detach().numpy()
+    T = enc.table_size
+    for level, r in enumerate(enc.resolutions):
+        table = enc.tables[level].detach().numpy()
+        if enc.hashed[level]:
+            def slot(node):
+                return ((node[0] * 1) ^ (node[1] * 2654435761) ^ (node[2] * 805459861)) % T
+        else:
+            def slot(node, r=r):
+                return node[0] + node[1] * r + node[2] * r * r
+        ref = naive_grid_features(x.numpy(), r, table, slot)
+        np.testing.assert_allclose(out[:, 2 * level:2 * level + 2], ref, rtol=1e-12, atol=1e-12)
+    # a wrong third prime would give other rows: the check is not vacuous
+    wrong = naive_grid_features(x.numpy(), enc.resolutions[1], enc.tables[1].detach().numpy(),
+                                lambda node: ((node[0]) ^ (node[1] * 2654435761) ^ (node[2] * 805459862)) % T)
+    assert not np.allclose(out[:, 2:4], wrong)

@@ -404,3 +404,14 @@ def test_linearized_prediction_tracks_small_lr_training():
     trained = model(x).detach()
     moved = float((trained - f0).norm())
     assert float((pred - trained).norm()) < 0.02 * moved
+
+
+def test_weyl_check_against_diagonal_closed_form():
+    a = np.array([5.0, 3.0, 1.0, 0.5])
+    b = np.array([2.0, 0.0, 0.25, 1.0])
+    res = weyl_check(torch.diag(torch.tensor(a)), torch.diag(torch.tensor(b)))
+    total = np.sort(a + b)[::-1]                       # [7, 3, 1.5, 1.25]
+    np.testing.assert_allclose(res["lambda_sum"], total)
+    np.testing.assert_allclose(res["bound"], np.sort(a)[::-1] + 0.0)   # lambda_min(B) = 0
+    np.testing.assert_allclose(res["slack"], total - np.sort(a)[::-1])
+    assert res["min_slack"] == pytest.approx(0.0) and res["argmin_slack"] == 1 and res["holds"]

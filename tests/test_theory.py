@@ -269,3 +269,63 @@ def test_theory_static_explorer_pictures_are_the_live_explorers():
                                                    n_points=8, width=4)), 20)
     html = mpe.pictures[(2, 1, 1)].value
     assert base64.b64encode(live).decode() in html
+
+
+def test_weyl_chains_numbers_against_diagonal_closed_forms():
+    """Diagonal kernels have their diagonals as spectra, so every field has a closed form; chain (b)
+    (a baseline that is not the MPE's own mlp term) fails here while chain (a) holds."""
+    n = 40
+    rng = np.random.default_rng(0)
+    mlp = np.sort(rng.uniform(1, 10, n))[::-1]
+    grid = np.full(n, 0.5)
+    base = np.sort(rng.uniform(0.1, 20, n))[::-1]
+    base[-3:] = 0.0                                     # three eigenvalues at the floor
+    D = lambda v: torch.diag(torch.tensor(v.copy(), dtype=torch.float64))   # noqa: E731
+    r = weyl_chains(D(mlp + grid), D(mlp), D(grid), D(base))
+    total = np.sort(mlp + grid)[::-1]
+    eps = np.finfo(np.float64).eps
+    floor_b = n * eps * base.max()
+    assert r["floor_base"] == pytest.approx(floor_b)
+    assert r["lambda_n_grid"] == pytest.approx(0.5) and r["a_holds"] and r["ineq1_holds"]
+    assert r["a_min_slack"] == pytest.approx(0.0, abs=1e-12)
+    # chain (b): lambda_i(base) <= lambda_i(total) fails wherever base is larger
+    fail = base > total + (r["floor_total"] + floor_b)
+    assert r["c_fraction_fail"] == pytest.approx(fail.mean()) and not r["c_holds"]
+    assert r["c_first_fail"] == int(np.argmax(fail))
+    resolved = base > floor_b
+    ratio = total[resolved] / base[resolved]
+    assert r["c_worst_ratio"] == pytest.approx(ratio.min())
+    assert r["c_worst_index"] == int(np.flatnonzero(resolved)[ratio.argmin()])
+    assert r["c_fraction_resolved"] == pytest.approx(resolved.mean())
+    assert r["base_fraction_below_floor"] == pytest.approx(3 / n) and not r["p10_base_below_floor"]
+    for q in (50, 10):
+        expect = np.log10(np.percentile(total, q) / np.percentile(base, q))
+        assert r[f"log10_ratio_p{q}"] == pytest.approx(expect)
+        assert r[f"log10_ratio_mlp_vs_base_p{q}"] == pytest.approx(np.log10(np.percentile(mlp, q) / np.percentile(base, q)))
+    assert r["log10_ratio_max"] == pytest.approx(np.log10(total[0] / base[0]))
+    assert r["log10_ratio_min_floored"] == pytest.approx(np.log10(total[-1] / floor_b))
+    b_slack = total - base - 0.5
+    assert r["b_min_slack"] == pytest.approx(b_slack.min()) and r["b_argmin"] == int(b_slack.argmin())
+
+
+def test_weyl_study_end_kernels_are_taken_after_training():
+    """The 'end' row's spectrum is the kernel of the model trained for all epochs (rebuilt and
+    trained here independently), not the initial one."""
+    from inrlib.ntk import spectrum
+    from inrlib.studies.weyl import model_from_config
+    from inrlib.train import fit
+    torch.manual_seed(0)
+    t = (torch.arange(5, dtype=torch.float32) + 0.5) / 5
+    coords = torch.stack(torch.meshgrid(t, t, indexing="xy"), -1).reshape(-1, 2)
+    targets = torch.rand(25, 1)
+    config = {"name": "a", "encoding": {"type": "multigrid", "resolutions": [4], "features": 2}, "hidden": [8, 8], "seed": 3}
+    out = weyl_study([config], (coords, targets), ("init", "end"), epochs=3, train={"lr": 0.5, "batch_size": 10})
+    model = model_from_config(config, 2, 1)
+    ev0 = spectrum(empirical_ntk(model, coords))
+    fit(model, coords, targets, epochs=3, lr=0.5, batch_size=10, seed=3, progress=False)
+    ev3 = spectrum(empirical_ntk(model, coords))
+    init, end = out["rows"]
+    assert init["lambda_max_total"] == pytest.approx(ev0[0], rel=1e-10)
+    assert end["lambda_max_total"] == pytest.approx(ev3[0], rel=1e-10)
+    assert end["lambda_min_total"] == pytest.approx(ev3[-1], rel=1e-6, abs=1e-12)
+    assert abs(ev3[0] - ev0[0]) > 1e-6 * ev0[0], "training should move the kernel"

@@ -426,3 +426,20 @@ def test_bad_input_raises_clear_errors(kwargs, exc, match):
     coords, targets = args.pop("coords"), args.pop("targets")
     with pytest.raises(exc, match=match):
         fit(model, coords, targets, **args)
+
+
+def test_unshuffled_minibatches_follow_the_data_order(photo):
+    """shuffle=False: batch k is rows [k B, (k + 1) B) in the given order, the last one smaller; the
+    same SGD written out by hand gives the same parameters."""
+    coords, targets = photo
+    coords, targets = coords[:250], targets[:250]
+    a, b = mlp(), mlp()
+    fit(a, coords, targets, epochs=2, lr=0.2, batch_size=100, shuffle=False, progress=False)
+    opt = torch.optim.SGD(b.parameters(), lr=0.2)
+    for _ in range(2):
+        for i in (0, 100, 200):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(b(coords[i:i + 100]), targets[i:i + 100].reshape(-1, 1)
+                                         if targets.dim() == 1 else targets[i:i + 100]).backward()
+            opt.step()
+    assert same_params(params_of(a), params_of(b))
