@@ -205,3 +205,41 @@ def test_iou_edge_cases():
 def test_iou_errors(a, b, kwargs, match):
     with pytest.raises(ValueError, match=match):
         iou(a, b, **kwargs)
+
+
+def _naive_ms_ssim(x: np.ndarray, y: np.ndarray, scales: int = 5) -> float:
+    """MS-SSIM written out from Wang et al. (2003) with NumPy: separable 11-tap Gaussian (sigma 1.5)
+    'valid' filtering, K1 = 0.01, K2 = 0.03, data range 1, 2 x 2 average pooling, the standard weights
+    (renormalized when fewer scales), negative terms clamped at 0. x, y: (C, H, W)."""
+    g = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5 ** 2))
+    g /= g.sum()
+
+    def filt(img):                           # (C, H, W) -> valid filtered
+        rows = np.stack([[np.convolve(r, g, mode="valid") for r in ch] for ch in img])
+        return np.stack([[np.convolve(col, g, mode="valid") for col in ch.T] for ch in rows]).transpose(0, 2, 1)
+
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    w = np.array(MS_SSIM_WEIGHTS[:scales]) / sum(MS_SSIM_WEIGHTS[:scales])
+    value = 1.0
+    for level in range(scales):
+        mx, my = filt(x), filt(y)
+        sxx, syy, sxy = filt(x * x) - mx ** 2, filt(y * y) - my ** 2, filt(x * y) - mx * my
+        cs = (2 * sxy + c2) / (sxx + syy + c2)
+        ssim = (2 * mx * my + c1) / (mx ** 2 + my ** 2 + c1) * cs
+        term = np.maximum(ssim.mean(axis=(1, 2)) if level == scales - 1 else cs.mean(axis=(1, 2)), 0)
+        value = value * term ** w[level]
+        if level < scales - 1:                # 2 x 2 means (even sides here)
+            assert x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
+            pool = lambda a: a.reshape(a.shape[0], a.shape[1] // 2, 2, a.shape[2] // 2, 2).mean(axis=(2, 4))  # noqa: E731
+            x, y = pool(x), pool(y)
+    return float(value.mean())
+
+
+def test_ms_ssim_against_a_from_scratch_implementation():
+    """Independent of pytorch_msssim: the formula of Wang et al. in NumPy, at 5 scales (256 px)."""
+    x = _photo(256)[:1]
+    y = _noisy(x, 0.08)
+    ours = float(ms_ssim(x, y))
+    ref = _naive_ms_ssim(x[0].double().numpy(), y[0].double().numpy())
+    assert ours == pytest.approx(ref, abs=2e-5)
+    assert 0.3 < ref < 0.99
