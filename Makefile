@@ -6,6 +6,7 @@
 #                  re-execute one chapter with any parameters, rebuild the HTML with it
 #   make check-pages   check the built _build/html in headless chromium (+ screenshots)
 #   make bench     the benchmarks          make venv   the environment       make clean
+#   make mutants MODULE=inrlib/spectra.py TESTS=tests/test_claims.py   mutation testing (slow; not in CI)
 #
 # Each target sets up what it needs. Variables: PROFILE (smoke|quick|paper, default quick),
 # BUILD (default _build), TOC, EXEC_FLAGS, HTML_FLAGS, PYTEST_ARGS, BENCH_ARGS, VENV.
@@ -33,10 +34,10 @@ STAMP   := $(VENV)/.inrlib-installed
 # kernels matplotlib's inline backend).
 export MPLBACKEND := Agg
 
-.PHONY: help venv vendor book _book chapter check-pages test chromium bench clean distclean
+.PHONY: help venv vendor book _book chapter check-pages test chromium bench mutants clean distclean
 
 help:
-	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------- environment
 venv: $(STAMP)
@@ -89,6 +90,13 @@ chromium:
 
 test: venv vendor chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+MODULE ?=
+TESTS  ?= tests
+mutants: venv
+	@test -n "$(MODULE)" || { echo 'usage: make mutants MODULE=inrlib/spectra.py [TESTS="tests/test_claims.py"]' >&2; exit 2; }
+	@test -x $(VENV)/bin/mutmut || $(PY) -m pip install -q 'mutmut==3.8.1' -c constraints.txt
+	$(PY) scripts/mutants.py $(MODULE) --tests $(TESTS)
 
 bench: venv
 	@set -e; for b in benchmarks/*_bench.py; do echo "== $$b"; $(PY) $$b $(BENCH_ARGS); done

@@ -1,0 +1,85 @@
+#!/usr/bin/env python
+"""Mutation testing of one inrlib module (or several) with mutmut, in a scratch copy of the repository.
+
+    python scripts/mutants.py inrlib/spectra.py --tests tests/test_claims.py
+    make mutants MODULE=inrlib/spectra.py TESTS=tests/test_claims.py
+
+mutmut plants small changes (a ``<`` for a ``<=``, a constant off by one, a deleted call, ...) in the
+module one at a time and runs the tests against each: a mutant the tests do not notice *survives*.
+The score is killed / (killed + survived); mutants that time out count as killed, mutants no test
+reaches count as survived. The run happens in a temporary copy of the tracked files (mutmut writes a
+``mutants/`` folder and its own configuration), so the repository stays clean. Not part of CI: it
+runs the named tests once per mutant, minutes to hours per module on 2 cores. Prints the score per
+module and writes ``mutants/<module>.json`` (the counts and the surviving mutants) under ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tracked_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return [f for f in out.splitlines() if f]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("modules", nargs="+", help="files under inrlib/ to mutate, e.g. inrlib/spectra.py")
+    ap.add_argument("--tests", nargs="+", default=["tests"], help="pytest paths or node ids that should kill the mutants")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--out", type=Path, default=ROOT / "_build" / "mutants")
+    args = ap.parse_args(argv)
+    for m in args.modules:
+        if not (ROOT / m).is_file() or not m.startswith("inrlib/") or not m.endswith(".py"):
+            print(f"mutants: {m} is not a module file under inrlib/ (e.g. inrlib/spectra.py)", file=sys.stderr)
+            return 2
+    if shutil.which("mutmut", path=str(Path(sys.executable).parent)) is None:
+        print("mutants: mutmut is not installed in this environment; pip install 'mutmut==3.8.1' "
+              "(`make mutants` does this)", file=sys.stderr)
+        return 2
+    mutmut = str(Path(sys.executable).parent / "mutmut")
+    with tempfile.TemporaryDirectory(prefix="inrlib-mutants-") as tmp:
+        work = Path(tmp)
+        for f in tracked_files():
+            dst = work / f
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dst)
+        cfg = (work / "pyproject.toml").read_text()
+        cfg += ("\n[tool.mutmut]\nsource_paths = [\"inrlib\"]\n"
+                f"only_mutate = {json.dumps(args.modules)}\n"
+                f"pytest_add_cli_args_test_selection = {json.dumps(args.tests)}\n"
+                "pytest_add_cli_args = [\"-x\", \"-q\", \"-p\", \"no:cacheprovider\"]\n")
+        (work / "pyproject.toml").write_text(cfg)
+        env = {**os.environ, "MPLBACKEND": "Agg", "INRLIB_PROGRESS": "0"}
+        proc = subprocess.run([mutmut, "run", "--max-children", str(args.workers)], cwd=work, env=env)
+        subprocess.run([mutmut, "export-cicd-stats"], cwd=work, env=env, capture_output=True)
+        stats_path = work / "mutants" / "mutmut-cicd-stats.json"
+        if not stats_path.is_file():
+            print("mutants: mutmut wrote no statistics; see its output above", file=sys.stderr)
+            return proc.returncode or 1
+        stats = json.loads(stats_path.read_text())
+        results = subprocess.run([mutmut, "results"], cwd=work, env=env, capture_output=True, text=True).stdout
+        killed = stats.get("killed", 0) + stats.get("timeout", 0)
+        survived = stats.get("survived", 0) + stats.get("no_tests", 0)
+        score = killed / max(1, killed + survived)
+        args.out.mkdir(parents=True, exist_ok=True)
+        name = "_".join(Path(m).stem for m in args.modules)
+        record = {"modules": args.modules, "tests": args.tests, "stats": stats, "score": score,
+                  "surviving": [line.strip() for line in results.splitlines() if line.strip()]}
+        (args.out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+        print(f"mutants: {', '.join(args.modules)}: {killed} killed, {survived} survived "
+              f"(score {score:.1%}); details in {args.out / (name + '.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
