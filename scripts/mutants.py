@@ -60,21 +60,27 @@ def main(argv: list[str] | None = None) -> int:
                 "pytest_add_cli_args = [\"-x\", \"-q\", \"-p\", \"no:cacheprovider\"]\n")
         (work / "pyproject.toml").write_text(cfg)
         env = {**os.environ, "MPLBACKEND": "Agg", "INRLIB_PROGRESS": "0"}
-        proc = subprocess.run([mutmut, "run", "--max-children", str(args.workers)], cwd=work, env=env)
+        args.out.mkdir(parents=True, exist_ok=True)
+        name = "_".join(Path(m).stem for m in args.modules)
+        log = args.out / f"{name}.log"
+        with open(log, "w") as fh:     # mutmut draws a progress line per mutant: keep it out of the terminal
+            proc = subprocess.run([mutmut, "run", "--max-children", str(args.workers)], cwd=work, env=env,
+                                  stdout=fh, stderr=subprocess.STDOUT)
         subprocess.run([mutmut, "export-cicd-stats"], cwd=work, env=env, capture_output=True)
         stats_path = work / "mutants" / "mutmut-cicd-stats.json"
         if not stats_path.is_file():
-            print("mutants: mutmut wrote no statistics; see its output above", file=sys.stderr)
+            print(f"mutants: mutmut wrote no statistics; see {log}", file=sys.stderr)
             return proc.returncode or 1
         stats = json.loads(stats_path.read_text())
         results = subprocess.run([mutmut, "results"], cwd=work, env=env, capture_output=True, text=True).stdout
         killed = stats.get("killed", 0) + stats.get("timeout", 0)
         survived = stats.get("survived", 0) + stats.get("no_tests", 0)
         score = killed / max(1, killed + survived)
-        args.out.mkdir(parents=True, exist_ok=True)
-        name = "_".join(Path(m).stem for m in args.modules)
+        surviving = [line.split(":")[0].strip() for line in results.splitlines() if line.strip().endswith("survived")]
+        diffs = {m: subprocess.run([mutmut, "show", m], cwd=work, env=env, capture_output=True, text=True).stdout
+                 for m in surviving[:300]}
         record = {"modules": args.modules, "tests": args.tests, "stats": stats, "score": score,
-                  "surviving": [line.strip() for line in results.splitlines() if line.strip()]}
+                  "surviving": diffs}
         (args.out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"mutants: {', '.join(args.modules)}: {killed} killed, {survived} survived "
               f"(score {score:.1%}); details in {args.out / (name + '.json')}")

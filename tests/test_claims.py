@@ -80,3 +80,55 @@ def test_spectrum_comparisons_against_the_floor():
     assert mean_log_spectrum(a, 1e-12) == pytest.approx(np.mean([1, 0, -3]))
     assert mean_log_spectrum(a, 1e-12, mask=np.array([True, True, False])) == pytest.approx(0.5)
     assert resolved_fraction(b, 1e-6) == pytest.approx(2 / 3)
+
+
+def test_spectrum_helpers_at_their_boundaries():
+    """Edges the comparisons must get right: an eigenvalue exactly at its floor is noise, q = 100 is a
+    percentile, an empty selection is NaN, and a mask narrows the floor's selection, never widens it."""
+    ev = np.array([4.0, 2.0, 1.0])
+    assert percentile_eigenvalue(ev, 100) == 4.0 and percentile_eigenvalue(ev, 0) == 1.0
+    with pytest.raises(ValueError):
+        percentile_eigenvalue(ev, 100.5)
+    with pytest.raises(ValueError):
+        percentile_eigenvalue(ev, -0.5)
+    assert math.isnan(log10_ratio(0.0, 1.0)) and math.isnan(log10_ratio(1.0, 0.0))
+    at_floor = compare_at(np.array([1.0]), 1.0, np.array([10.0]), 1e-9, 0)      # A exactly at its floor
+    assert at_floor == {"value": pytest.approx(-1.0), "kind": "upper bound", "a": 1.0, "b": 10.0,
+                        "a_below_floor": True, "b_below_floor": False}
+    b_floor = compare_at(np.array([10.0]), 1e-9, np.array([1.0]), 1.0, 0)
+    assert b_floor["kind"] == "lower bound" and b_floor["b_below_floor"] and not b_floor["a_below_floor"]
+    assert mean_log_spectrum(np.array([100.0, 1.0]), 1.0) == pytest.approx(2.0)          # 1.0 is at the floor
+    assert mean_log_spectrum(np.array([100.0, 10.0, 0.1]), 1.0, mask=np.array([False, True, True])) == pytest.approx(1.0)
+    assert math.isnan(mean_log_spectrum(np.array([0.5, 0.1]), 1.0))
+    assert math.isnan(mean_log_spectrum(np.array([100.0]), 1.0, mask=np.array([False])))
+    assert resolved_fraction(np.array([2.0, 1.0]), 1.0) == 0.5
+    assert math.isnan(resolved_fraction(np.array([]), 1.0))
+
+
+def test_claim_options_and_messages_name_the_claim():
+    c = claim("000.table3.psnr.baseline", 1.0, "holds", statement="mine", unit="nats", bound="exact")
+    assert c["statement"] == "mine" and c["unit"] == "nats" and "ours_bound" not in c
+    assert claim("000.table3.psnr.baseline", 1.0, "holds", bound="upper bound")["ours_bound"] == "upper bound"
+    with pytest.raises(ValueError, match=r"bound must be None, 'exact', 'lower bound' or 'upper bound', got 'side'"):
+        claim("000.table3.psnr.baseline", 1.0, "holds", bound="side")
+    with pytest.raises(ValueError, match=r"verdict 'true' for claim '000.table3.psnr.baseline' must be one of holds, approximately"):
+        claim("000.table3.psnr.baseline", 1.0, "true")
+    with pytest.raises(KeyError, match=r"ids of that group: 000.table3.psnr.baseline, 000.table3.psnr.ffe_low"):
+        paper_value("000.table3.psnr.nothing")
+    with pytest.raises(KeyError) as info:
+        paper_value("999.nothing")
+    assert "ids of that group" not in str(info.value)
+    good = claim("000.table3.psnr.baseline", 19.0, "holds")
+    other = claim("000.table3.psnr.ffe_low", 25.0, "holds")
+    with pytest.raises(ValueError) as info:
+        check_claims([{k: v for k, v in good.items() if k not in ("note", "unit")}, dict(other, verdict="maybe"), other],
+                     required=["000.fig2.no_grid_near_baseline", "000.fig4.ffe_saturates"])
+    msg = str(info.value)
+    assert "claim '000.table3.psnr.baseline' lacks unit, note" in msg
+    assert "claim '000.table3.psnr.ffe_low' has verdict 'maybe', not one of" in msg
+    assert "claim '000.table3.psnr.ffe_low' recorded twice" in msg
+    assert "claims not recorded: 000.fig2.no_grid_near_baseline, 000.fig4.ffe_saturates" in msg
+    assert msg.count("; ") >= 3
+    with pytest.raises(ValueError, match=r"claim '\?' lacks"):
+        check_claims([{"paper": "000"}])
+    assert verdict_counts([good, other])["holds"] == 2
