@@ -498,7 +498,7 @@ def value_cell(v, unit="", bound=None):
     if v is None:
         return "-"
     if isinstance(v, str):
-        return f"*\"{v[:90]}{'...' if len(v) > 90 else ''}\"*"
+        return "*a sentence (below)*"
     sign = {"lower bound": "&ge; ", "upper bound": "&le; "}.get(bound, "")
     return f"{sign}{v:.3g}{' ' + unit if unit in ('dB', 'epochs') else ''}"
 
@@ -507,7 +507,9 @@ display(Markdown(markdown_table(claims, {
     "claim": lambda c: f"`{c['id']}`", "the paper": lambda c: value_cell(c["paper_value"], c["unit"]),
     "ours": lambda c: value_cell(c["ours"], c["unit"], c.get("ours_bound")), "verdict": "verdict"})))
 display(Markdown(f"*All claims: {context}*\n\n" + "\n".join(
-    f"- `{c['id']}` ({c['verdict']}): {c['note'].replace(context, '').strip()}" for c in claims)))
+    f"- `{c['id']}` ({c['verdict']}): "
+    + (f"the paper: *\"{c['paper_value']}\"* " if isinstance(c["paper_value"], str) else "")
+    + c["note"].replace(context, "").strip() for c in claims)))
 
 # %% tags=["hide-input"]
 cl = {c["id"]: c for c in claims}
