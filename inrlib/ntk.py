@@ -187,10 +187,13 @@ def _check_inputs(model: nn.Module, x: Tensor, name: str = "x") -> None:
 
 
 def available_memory(device: torch.device) -> int:
-    """Bytes that can reasonably be allocated on ``device`` (free GPU memory, or MemAvailable)."""
+    """Bytes that can reasonably be allocated on ``device``: on CUDA the driver's free memory plus what
+    PyTorch's caching allocator holds reserved but unallocated (an earlier kernel's blocks, free for
+    reuse, which ``mem_get_info`` counts as used); else MemAvailable."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + max(0, cached))
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
@@ -822,7 +825,8 @@ def weyl_check(K_A: Tensor | np.ndarray, K_B: Tensor | np.ndarray, K_sum: Tensor
     ev_a = spectrum(K_A)
     ev_b = spectrum(K_B)
     if K_sum is None:
-        K_sum = (torch.as_tensor(K_A, dtype=torch.float64) + torch.as_tensor(K_B, dtype=torch.float64))
+        K_A64 = torch.as_tensor(K_A, dtype=torch.float64)
+        K_sum = K_A64 + torch.as_tensor(K_B, dtype=torch.float64, device=K_A64.device)
     ev_s = spectrum(K_sum)
     if not (ev_a.size == ev_b.size == ev_s.size):
         raise ValueError(f"the kernels have different sizes: {ev_a.size}, {ev_b.size}, {ev_s.size}")
@@ -1202,7 +1206,10 @@ def kernel_regression(K_train: Tensor, y_train: Tensor, t: float | Iterable[floa
     Kt = K if K_test is None else torch.as_tensor(K_test, dtype=torch.float64, device=K.device)
     if Kt.shape[1] != K.shape[0]:
         raise ValueError(f"K_test must be (M, {K.shape[0]}), got {tuple(Kt.shape)}")
-    r = y - (0 if f0_train is None else torch.as_tensor(f0_train, dtype=torch.float64).reshape(y.shape))
+    def on_k(t):                                   # inputs from the host (NumPy, lists) or another device
+        return torch.as_tensor(t, dtype=torch.float64, device=K.device)
+
+    r = y - (0 if f0_train is None else on_k(f0_train).reshape(y.shape))
     lam, Q = torch.linalg.eigh(0.5 * (K + K.T))
     lam = lam.clamp_min(0)
     proj = Q.T @ r                                                     # (N, C)
@@ -1216,8 +1223,8 @@ def kernel_regression(K_train: Tensor, y_train: Tensor, t: float | Iterable[floa
         phi = torch.where(lt > 1e-12, -torch.expm1(-lt) / lam.clamp_min(1e-300), torch.full_like(lam, s))
         pred = KtQ @ (phi[:, None] * proj)
         if f0_test is not None:
-            pred = pred + torch.as_tensor(f0_test, dtype=torch.float64).reshape(pred.shape)
+            pred = pred + on_k(f0_test).reshape(pred.shape)
         elif K_test is None and f0_train is not None:
-            pred = pred + torch.as_tensor(f0_train, dtype=torch.float64).reshape(pred.shape)
+            pred = pred + on_k(f0_train).reshape(pred.shape)
         preds.append(pred)
     return preds[0] if np.isscalar(t) else torch.stack(preds)

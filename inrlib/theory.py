@@ -144,7 +144,7 @@ def bilinear_cell(encoding: nn.Module, point: Sequence[float], level: int = 0, f
     if not isinstance(encoding, MultigridEncoding) or encoding.dim != 2:
         raise ValueError("bilinear_cell needs a 2D MultigridEncoding (dense grid), got "
                          f"{type(encoding).__name__} with dim={getattr(encoding, 'dim', None)}")
-    enc = copy.deepcopy(encoding).to(torch.float64)
+    enc = copy.deepcopy(encoding).to("cpu", torch.float64)     # one cell, on the host whatever the device
     x, y = (float(v) for v in point)
     if not (0 <= x <= 1 and 0 <= y <= 1):
         raise ValueError(f"point must lie in [0, 1]^2, got {point}")

@@ -477,7 +477,10 @@ def fit(
     resample:
         ``resample(epoch, generator) -> (coords, targets)`` draws fresh samples for every epoch
         from 2 on (epoch 1 and the initial evaluation use the arrays passed in), e.g. occupancy
-        points drawn anew each epoch as in paper 000. Validated like the inputs.
+        points drawn anew each epoch as in paper 000. Validated like the inputs. The generator is a
+        CPU ``torch.Generator`` (seeded from ``seed``): draw on the host with it and return host
+        tensors or arrays, which ``fit`` moves to the model's device; a callback that wants to
+        draw on a GPU should keep its own ``torch.Generator(device="cuda")`` seeded from this one.
     desc:
         Label of the progress bar.
 

@@ -329,6 +329,9 @@ def test_sphere_labels_match_analytic_tests():
     # generalized winding number agrees (independent method)
     w = data.winding_number(m, q[:300])
     np.testing.assert_array_equal(w > 0.5, lab.numpy()[:300] == 1)
+    # points as a float32 tensor that requires grad (what a model's device tensor looks like): same answer
+    wt = data.winding_number(m, torch.tensor(q[:300], dtype=torch.float32, requires_grad=True))
+    np.testing.assert_allclose(wt, data.winding_number(m, q[:300].astype(np.float32)), atol=1e-12)
 
 
 def test_near_surface_fraction_and_sigma():

@@ -415,3 +415,25 @@ def test_weyl_check_against_diagonal_closed_form():
     np.testing.assert_allclose(res["bound"], np.sort(a)[::-1] + 0.0)   # lambda_min(B) = 0
     np.testing.assert_allclose(res["slack"], total - np.sort(a)[::-1])
     assert res["min_slack"] == pytest.approx(0.0) and res["argmin_slack"] == 1 and res["holds"]
+
+
+def test_cuda_budget_counts_the_allocators_cached_blocks(monkeypatch):
+    """mem_get_info calls memory the caching allocator keeps for reuse 'used': it is free to us."""
+    from inrlib import ntk as N
+    gib = 2 ** 30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 40 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 8 * gib)
+    assert N.available_memory(torch.device("cuda")) == 42 * gib
+    assert N._budget(None, torch.device("cuda")) == 21 * gib
+
+
+def test_kernel_regression_takes_host_inputs_for_a_kernel_on_another_device():
+    """K on a device that is not the host (here PyTorch's 'meta' device stands in for a GPU), the
+    targets and initial outputs as NumPy arrays: everything is moved to K's device, nothing mixes."""
+    K = torch.randn(6, 6, dtype=torch.float64, device="meta")
+    Kt = torch.randn(3, 6, dtype=torch.float64, device="meta")
+    out = kernel_regression(K, np.zeros(6), 0.5, K_test=Kt, f0_train=np.zeros(6), f0_test=np.zeros(3))
+    assert out.device.type == "meta" and out.shape == (3, 1) and out.dtype == torch.float64
+    out = kernel_regression(K, np.zeros((6, 2)), [0.1, 1.0], f0_train=np.ones((6, 2)))
+    assert out.device.type == "meta" and out.shape == (2, 6, 2)

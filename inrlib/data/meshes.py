@@ -368,7 +368,10 @@ def winding_number(mesh, points, *, max_block: int = 1 << 12) -> np.ndarray:
     ``max_block`` point-face pairs: an independent check of :func:`inside_mesh`, slow on big meshes.
     """
     tri = torch.as_tensor(np.asarray(mesh.vertices, dtype=np.float64)[np.asarray(mesh.faces)])   # (F, 3, 3)
-    P = torch.as_tensor(np.asarray(points, dtype=np.float64)).reshape(-1, 3)
+    if isinstance(points, torch.Tensor):         # any device, with or without grad: computed on the host
+        P = points.detach().to("cpu", torch.float64).reshape(-1, 3)
+    else:
+        P = torch.as_tensor(np.asarray(points, dtype=np.float64)).reshape(-1, 3)
     nf = tri.shape[0]
     step_f = min(nf, max_block)
     step_p = max(1, max_block // max(step_f, 1))
