@@ -213,11 +213,11 @@ class _Measure:
         if epoch == 0:
             self.f0 = (f_train.double(), f_held.double())
         if self.regression and kernels is not None and (epoch == 0 or final) and self.f0 is not None:
-            K = kernels["total"].cpu()
-            K_held = empirical_ntk(model, Xh, X).cpu() if Xh.shape[0] else K[:0]
+            K = kernels["total"]                   # stays on the model's device; only predictions come back
+            K_held = empirical_ntk(model, Xh, X) if Xh.shape[0] else K[:0]
             f0_train, f0_held = self.f0
             pred = kernel_regression(K, d["targets"].double(), self.t_flow, K_test=torch.cat([K, K_held]),
-                                     f0_train=f0_train, f0_test=torch.cat([f0_train, f0_held]))
+                                     f0_train=f0_train, f0_test=torch.cat([f0_train, f0_held])).cpu()
             n = K.shape[0]
             out["kr_psnr_train"] = _psnr(pred[:n], d["targets"])
             if Xh.shape[0]:
