@@ -66,8 +66,9 @@ def pixel_grid(side: int) -> torch.Tensor:
 
 
 def sync(device: str) -> None:
+    """Wait for the work queued on ``device`` itself (``cuda:1`` is not the current device)."""
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(torch.device(device))
 
 
 def time_products(op: NTKOperator, repeats: int, device: str, seed: int = 1) -> list[float]:

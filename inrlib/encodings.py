@@ -65,17 +65,19 @@ def check_coords(x: Tensor, dim: int, *, clamp: bool = False, who: str = "encodi
     if _is_batched(x):           # inside torch.func.vmap values cannot be read; the caller checked them
         return x.clamp(0.0, 1.0) if clamp else x
     x_ = x.detach()
+    # One reduction and one device-to-host read per call (three before): on a GPU each read is a sync
+    # in every training step. The details are computed only when something is wrong.
+    outside = torch.zeros((), dtype=torch.bool, device=x_.device) if clamp else \
+        ((x_ < -DOMAIN_TOLERANCE) | (x_ > 1.0 + DOMAIN_TOLERANCE)).any()
+    if not bool(outside | ~torch.isfinite(x_).all()):
+        return x.clamp(0.0, 1.0) if clamp else x
     if not bool(torch.isfinite(x_).all()):
         bad = int((~torch.isfinite(x_)).any(dim=1).sum())
         raise ValueError(f"{who} got {bad} coordinate rows with NaN or infinite values; "
                          "remove or fix them before encoding")
-    if clamp:
-        return x.clamp(0.0, 1.0)
-    lo, hi = (float(x_.min()), float(x_.max())) if x_.numel() else (0.0, 0.0)
-    if lo < -DOMAIN_TOLERANCE or hi > 1.0 + DOMAIN_TOLERANCE:
-        raise ValueError(f"{who} expects coordinates in [0, 1]^{dim}, got values in [{lo:.4g}, {hi:.4g}]; "
-                         "rescale the inputs, or pass clamp=True to clamp them to the domain")
-    return x
+    lo, hi = float(x_.min()), float(x_.max())
+    raise ValueError(f"{who} expects coordinates in [0, 1]^{dim}, got values in [{lo:.4g}, {hi:.4g}]; "
+                     "rescale the inputs, or pass clamp=True to clamp them to the domain")
 
 
 class IdentityEncoding(nn.Module):
