@@ -1013,24 +1013,26 @@ def extreme_eigenvalues(op: NTKOperator, k: int = 6, *, which: str = "both", tol
         raise ValueError(f"k must be in [1, N-2] = [1, {op.n - 2}], got {k}")
     if method == "arpack":
         return _extreme_arpack(op, k, which, tol, maxiter, seed)
-    rng = np.random.default_rng(seed)
     n = op.n
     start = op.products
     m_max = int(min(n, maxiter if maxiter is not None else 1000))
     m_max = max(m_max, min(n, 2 * k + 2))
-    Q = np.empty((n, m_max + 1))
+    # The Krylov basis lives on the operator's device (a GPU keeps products and reorthogonalization
+    # there); only the small tridiagonal matrix and its eigenvectors go to the host.
+    dev = op.device
+    Q = torch.empty((n, m_max + 1), dtype=torch.float64, device=dev)
     alpha, beta = np.zeros(m_max), np.zeros(m_max)
-    q = rng.standard_normal(n)
-    Q[:, 0] = q / np.linalg.norm(q)
+    q = torch.from_numpy(np.random.default_rng(seed).standard_normal(n)).to(dev)
+    Q[:, 0] = q / torch.linalg.vector_norm(q)
     check_every = max(10, 2 * k)
     converged, m = False, 0
     theta = S = None
     for j in range(m_max):
-        w = np.asarray(op.matvec(Q[:, j]), dtype=np.float64)
-        alpha[j] = Q[:, j] @ w
+        w = op.matvec(Q[:, j]).to(torch.float64)
+        alpha[j] = float(Q[:, j] @ w)
         for _ in range(2):                                 # full reorthogonalization, twice is enough
-            w -= Q[:, :j + 1] @ (Q[:, :j + 1].T @ w)
-        beta[j] = np.linalg.norm(w)
+            w = w - Q[:, :j + 1] @ (Q[:, :j + 1].T @ w)
+        beta[j] = float(torch.linalg.vector_norm(w))
         m = j + 1
         invariant = beta[j] <= 1e-14 * max(abs(alpha[:m]).max(), 1e-300)
         if not invariant:
@@ -1052,11 +1054,11 @@ def extreme_eigenvalues(op: NTKOperator, k: int = 6, *, which: str = "both", tol
     kk = min(k, m)
 
     def finish(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        vecs = Q[:, :m] @ S[:, idx]
-        vecs /= np.linalg.norm(vecs, axis=0)
+        vecs = Q[:, :m] @ torch.from_numpy(np.ascontiguousarray(S[:, idx])).to(dev)
+        vecs = vecs / torch.linalg.vector_norm(vecs, dim=0)
         lam = theta[idx]
-        res = np.linalg.norm(np.asarray(op.matvec(vecs)) - vecs * lam, axis=0)
-        return lam, res
+        resid = op.matvec(vecs).to(torch.float64) - vecs * torch.from_numpy(lam).to(dev)
+        return lam, torch.linalg.vector_norm(resid, dim=0).cpu().numpy()
 
     if which in ("largest", "both"):
         idx = np.arange(m - 1, m - 1 - kk, -1)
