@@ -63,6 +63,7 @@ grayscale = False      # the paper regresses RGB
 heldout = None         # held-out pixels between training pixels
 ntk_epochs = None      # e.g. "0,30,60" (None: start, middle, end)
 workers = 0            # 0: in this process; N: N worker processes
+ntk_dtype = "float64"  # "float32": faster on consumer GPUs, floor ~5e8x higher
 loss_threshold = 1e-3  # Fig. 6: first epoch with loss below this
 
 # %% tags=["hide-input"]
@@ -93,7 +94,7 @@ dev = resolve_device(device)
 ntk_at = resolve_epochs(ntk_epochs, epochs)
 run = ChapterResults("scaling", profile=profile, device=device, seed=seed, image=image, side=side, coarse=coarse,
                      fine=fine, epochs=epochs, lr=lr, batch_size=batch_size, width=width, grayscale=grayscale,
-                     heldout=heldout, ntk_epochs=ntk_at, loss_threshold=loss_threshold)
+                     heldout=heldout, ntk_epochs=ntk_at, loss_threshold=loss_threshold, ntk_dtype=ntk_dtype)
 store = runs_dir("scaling", profile)
 executor = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) if workers else None
 data_task = dict(image=image, side=side, grayscale=grayscale, seed=seed)
@@ -132,7 +133,7 @@ display(Markdown(f"""
 | epochs | {epochs} | 300 |
 | batch | {batch_size} | 32 |
 | learning rate | {'chosen below' if lr is None else lr} | 100 |
-| NTK snapshots | epochs {', '.join(map(str, ntk_at))}, all {side * side} pixels, float64 | start, middle, end |
+| NTK snapshots | epochs {', '.join(map(str, ntk_at))}, all {side * side} pixels, {ntk_dtype} | start, middle, end |
 | held-out pixels | {heldout}, halfway between training pixels | none (no split) |
 """))
 
@@ -182,8 +183,8 @@ configs = [c.replace(lr=float(lr)) for c in base_configs]
 # (`sweep(..., executor=distributed.Client(address).get_executor())`).
 
 # %% tags=["hide-input"]
-tasks = [dict(name=c.name, config=c.to_dict(), ntk_epochs=ntk_at, heldout=heldout, device=str(dev), **data_task)
-         for c in configs]
+tasks = [dict(name=c.name, config=c.to_dict(), ntk_epochs=ntk_at, heldout=heldout, device=str(dev),
+              ntk_dtype=ntk_dtype, **data_task) for c in configs]
 records = sweep(S.scaling_task, tasks, store, executor=executor, progress=lambda it: progress(it, desc="encodings"))
 if executor is not None:
     executor.shutdown()

@@ -233,3 +233,16 @@ def test_region_claim_prefers_the_dense_count_and_refuses_a_saturated_one():
     rows[4]["regions_dense"] = 990          # the coarse MPE: one region per point
     c = {x["id"]: x for x in S.scaling_claims(results, rows, "ctx")}["000.appC.regions_similar"]
     assert c["verdict"] == "not tested" and "one region per point" in c["note"]
+
+
+def test_float32_kernels_have_their_own_floor():
+    cfg = S.scaled_configs(8, lr=5, epochs=1, batch_size=32, hidden=(16, 16))[5]
+    common = dict(name="f", config=cfg.to_dict(), image="camera", side=8, grayscale=True, seed=0, ntk_epochs=[0],
+                  heldout=0, regression=False)
+    r64 = S.scaling_task(**common)["snapshots"][0]
+    r32 = S.scaling_task(**common, ntk_dtype="float32")["snapshots"][0]
+    eps_ratio = np.finfo(np.float32).eps / np.finfo(np.float64).eps
+    assert r32["floors"]["total"] == pytest.approx(r64["floors"]["total"] * eps_ratio, rel=1e-3)
+    np.testing.assert_allclose(r32["spectra"]["total"][:5], r64["spectra"]["total"][:5], rtol=1e-4)
+    with pytest.raises(ValueError, match="ntk_dtype must be"):
+        S.scaling_task(**common, ntk_dtype="half")

@@ -238,7 +238,7 @@ class _Measure:
 
 def scaling_task(name: str, config: Mapping[str, Any], image: str, side: int, grayscale: bool, seed: int,
                  ntk_epochs: Sequence[int], heldout: int = 1024, regression: bool = True,
-                 device: str = "cpu") -> dict[str, Any]:
+                 device: str = "cpu", ntk_dtype: str = "float64") -> dict[str, Any]:
     """One encoding of the scaling study (a sweep task; arguments are plain data).
 
     Trains ``config`` on the photo, takes the float64 NTK on all training pixels at ``ntk_epochs``
@@ -246,9 +246,12 @@ def scaling_task(name: str, config: Mapping[str, Any], image: str, side: int, gr
     and records at those epochs the reconstruction and its PSNR on training and held-out pixels; at
     the first and last NTK epochs also the kernel-regression prediction (Eq. 5) at the gradient-flow
     time of the whole run (:func:`inrlib.ntk.gradient_flow_time`), from the network's initial
-    outputs; at the end the grid values and the activation regions.
+    outputs; at the end the grid values and the activation regions. ``ntk_dtype``: ``"float64"``
+    (default) or ``"float32"``.
     """
     from ..ntk import gradient_flow_time
+    if ntk_dtype not in ("float64", "float32"):
+        raise ValueError(f"ntk_dtype must be 'float64' or 'float32', got {ntk_dtype!r}")
     cfg = RunConfig.from_dict(config)
     data = image_data(image, side, grayscale=grayscale, heldout=heldout, seed=seed)
     n, channels = data["coords"].shape[0], data["shape"][2]
@@ -257,7 +260,7 @@ def scaling_task(name: str, config: Mapping[str, Any], image: str, side: int, gr
     t_flow = gradient_flow_time(cfg.lr, steps, n, channels)
     groups = ("total", "mlp") if cfg.encoding.get("type") in ("multigrid", "hashgrid") else ("total",)
     result = run(cfg, data["coords"], data["targets"], seed=seed, ntk_epochs=list(ntk_epochs), ntk_groups=groups,
-                 measure=_Measure(data, t_flow, regression), device=device)
+                 measure=_Measure(data, t_flow, regression), device=device, ntk_dtype=getattr(torch, ntk_dtype))
     result.update({"name": name, "shape": data["shape"], "t_flow": t_flow, "steps": steps,
                    "truth": data["targets"].numpy().reshape(data["shape"]).astype(np.float32),
                    "n_heldout": int(data["held_coords"].shape[0])})
