@@ -74,7 +74,7 @@ import numpy as np
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
-from inrlib.book import ChapterResults, markdown_table, profile_value, progress, resolve_device, runs_dir, static_page
+from inrlib.book import ChapterResults, markdown_table, profile_value, progress, resolve_device, runs_dir
 from inrlib.claims import PAPER_VALUES, VERDICTS, verdict_counts
 from inrlib.experiments import TABLE3, sweep
 from inrlib.plotting import (clip_below_floor, error_map, image_grid, image_panel, label_map, plot_curves,
