@@ -51,24 +51,27 @@ def test_multigrid_interpolates_node_values_exactly():
     torch.testing.assert_close(vals, grid.detach(), rtol=0, atol=1e-14)
 
 
+def assert_levels_match_naive(enc, x, hashed_slot, dense_slot):
+    """Each level of a hash grid against the naive corner loop with the given node -> row maps."""
+    out = enc(x).detach().numpy()
+    k = enc.features
+    for level, r in enumerate(enc.resolutions):
+        table = enc.tables[level].detach().numpy()
+        slot = hashed_slot if enc.hashed[level] else (lambda node, r=r: dense_slot(node, r))
+        ref = naive_grid_features(x.numpy(), r, table, slot)
+        np.testing.assert_allclose(out[:, k * level:k * (level + 1)], ref, rtol=1e-12, atol=1e-12)
+    return out
+
+
 def test_hashgrid_matches_naive_hash_and_dense_levels():
     torch.manual_seed(1)
     enc = HashGridEncoding(2, levels=3, features=2, log2_table_size=6, min_resolution=4, max_resolution=40,
                            init_scale=1.0).double()
     assert enc.hashed == [False, True, True]          # 4^2 = 16 <= 64 rows; finer levels collide
-    x = torch.rand(30, 2, dtype=torch.float64)
-    out = enc(x).detach().numpy()
     T = enc.table_size
-    for level, r in enumerate(enc.resolutions):
-        table = enc.tables[level].detach().numpy()
-        if enc.hashed[level]:
-            def slot(node):
-                return ((node[0] * 1) ^ (node[1] * 2654435761)) % T
-        else:
-            def slot(node, r=r):
-                return node[0] + node[1] * r
-        ref = naive_grid_features(x.numpy(), r, table, slot)
-        np.testing.assert_allclose(out[:, 2 * level:2 * level + 2], ref, rtol=1e-12, atol=1e-12)
+    assert_levels_match_naive(enc, torch.rand(30, 2, dtype=torch.float64),
+                              lambda node: ((node[0] * 1) ^ (node[1] * 2654435761)) % T,
+                              lambda node, r: node[0] + node[1] * r)
 
 
 def test_fourier_matches_formula():
@@ -187,19 +190,10 @@ def test_hashgrid_3d_uses_all_three_primes():
     enc = HashGridEncoding(3, levels=2, features=2, log2_table_size=7, min_resolution=3, max_resolution=12,
                            init_scale=1.0).double()
     assert enc.hashed == [False, True]                # 3^3 = 27 <= 128 rows; 12^3 collides
-    x = torch.rand(25, 3, dtype=torch.float64)
-    out = enc(x).detach().numpy()
     T = enc.table_size
-    for level, r in enumerate(enc.resolutions):
-        table = enc.tables[level].detach().numpy()
-        if enc.hashed[level]:
-            def slot(node):
-                return ((node[0] * 1) ^ (node[1] * 2654435761) ^ (node[2] * 805459861)) % T
-        else:
-            def slot(node, r=r):
-                return node[0] + node[1] * r + node[2] * r * r
-        ref = naive_grid_features(x.numpy(), r, table, slot)
-        np.testing.assert_allclose(out[:, 2 * level:2 * level + 2], ref, rtol=1e-12, atol=1e-12)
+    x = torch.rand(25, 3, dtype=torch.float64)
+    out = assert_levels_match_naive(enc, x, lambda node: ((node[0] * 1) ^ (node[1] * 2654435761) ^ (node[2] * 805459861)) % T,
+                                    lambda node, r: node[0] + node[1] * r + node[2] * r * r)
     # a wrong third prime would give other rows: the check is not vacuous
     wrong = naive_grid_features(x.numpy(), enc.resolutions[1], enc.tables[1].detach().numpy(),
                                 lambda node: ((node[0]) ^ (node[1] * 2654435761) ^ (node[2] * 805459862)) % T)
