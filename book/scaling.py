@@ -550,7 +550,7 @@ text.append(f"**The spectra (Fig. 4).** {said('000.fig4.fine_mpe_highest')[0].up
 text.append(f"**The abstract's orders of magnitude.** {said('000.abstract.lambda_min.mpe_over_baseline')} "
             f"({cl['000.abstract.lambda_min.mpe_over_baseline']['verdict']}); over the FFE: "
             f"{said('000.abstract.lambda_min.mpe_over_ffe')} ({cl['000.abstract.lambda_min.mpe_over_ffe']['verdict']}, "
-            "the paper: 2 orders).")
+            f"the paper: {PAPER_VALUES['000.abstract.lambda_min.mpe_over_ffe']['value']:g} orders).")
 text.append(f"**Fig. 2, where the lift comes from.** {said('000.fig2.no_grid_near_baseline')} "
             f"({cl['000.fig2.no_grid_near_baseline']['verdict']}).")
 text.append(f"**Activation regions (Appendix C).** {said('000.appC.regions_similar')} ({cl['000.appC.regions_similar']['verdict']}).")

@@ -43,9 +43,11 @@ LR_LADDER = (100.0, 30.0, 10.0, 3.0, 1.0)
 TOLERANCES = {"dB": (1.0, 3.0), "msssim": (0.05, 0.15), "orders": (0.5, 1.5)}
 #: Activation regions are also counted on a grid this many times finer per axis than the pixels.
 DENSE_FACTOR = 4
-#: Paper 000's grids per image side: coarse 100 and fine 200 nodes; the paper does not state its image
+#: Paper 000's grids per image side (Table 3's coarse and fine MPE); the paper does not state its image
 #: size, we assume 128 pixels per side (between the two, as Table 3's caption requires).
-PAPER_SIDE, PAPER_COARSE, PAPER_FINE = 128, 100, 200
+PAPER_SIDE = 128
+PAPER_COARSE = TABLE3["mpe_coarse"].encoding["resolutions"][0]
+PAPER_FINE = TABLE3["mpe_fine"].encoding["resolutions"][0]
 
 
 def scaled_configs(side: int, *, lr: float, epochs: int, batch_size: int | None, coarse: int | None = None,
@@ -534,7 +536,8 @@ def scaling_claims(results: Mapping[str, Mapping[str, Any]], rows: Sequence[Mapp
         sooner = (ffe_first if ffe_first is not None else epochs_run + 1) - e["mpe_coarse"]
         verdict = "holds" if sooner > 0 else "fails"
         out.append(claim("000.fig6.mpe_loss_1e-3_sooner", sooner, verdict,
-                         f"{txt} (of {epochs_run} epochs; the paper: 125 of 300). "
+                         f"{txt} (of {epochs_run} epochs; the paper: {PAPER_VALUES['000.fig6.mpe_loss_1e-3_sooner']['value']:g} "
+                         f"of {TABLE3['mpe_coarse'].epochs}). "
                          f"{'An FFE that never reached it counts as epoch ' + str(epochs_run + 1) + '. ' if ffe_first is None else ''}"
                          "Holds when the coarse MPE gets there first; the size of the gap depends on the run length. "
                          + context))
