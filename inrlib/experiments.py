@@ -2,7 +2,8 @@
 resumable sweep over independent runs.
 
 - :class:`RunConfig`: one configuration (encoding, MLP, optimizer settings) with its source in the
-  paper. :data:`TABLE3` holds paper 000's scaling study (Table 3), six rows.
+  paper. :data:`TABLE3` holds paper 000's scaling study (Table 3), six rows;
+  :data:`TABLE2` its Optuna-tuned ImageNet encodings (Table 2), three.
 - :func:`build_model`: the ``CoordinateMLP`` of a config, seeded.
 - :func:`run`: train one config on one signal; at chosen epochs take the empirical NTK (float64),
   its spectra and rounding floors, and call a study's ``measure`` function; a run that diverges is
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 
 from .io import atomic_path
 
-__all__ = ["RunConfig", "TABLE3", "table3", "build_model", "run", "sweep", "task_key", "code_fingerprint",
+__all__ = ["RunConfig", "TABLE2", "table2", "TABLE3", "table3", "build_model", "run", "run_ensemble", "sweep", "task_key", "code_fingerprint",
            "SweepError", "load_run"]
 
 
@@ -120,6 +121,27 @@ def table3() -> list[RunConfig]:
     return list(TABLE3.values())
 
 
+def _t2(name: str, label: str, row: str, encoding: Mapping[str, Any], lr: float, batch_size: int) -> RunConfig:
+    return RunConfig(name=name, label=label, encoding=encoding, hidden=(512, 512), activation="relu",
+                     parameterization="ntk", optimizer="sgd", lr=lr, epochs=100, batch_size=batch_size, loss="mse",
+                     source=f"paper 000, Table 2 (Appendix D), row {row}: found by Optuna, 30 trials, maximizing "
+                            "PSNR; Section 5 (2 x 512 ReLU) and Appendix A.1 (NTK parameterization, SGD, MSE)")
+
+
+#: Paper 000, Table 2: the encodings tuned with Optuna for the ImageNet study (100 epochs).
+TABLE2: dict[str, RunConfig] = {c.name: c for c in (
+    _t2("mpe", "MPE", "Multigrid, k = 3, L = 2, x = [96, 277]",
+        {"type": "multigrid", "resolutions": [96, 277], "features": 3}, lr=0.3932, batch_size=10),
+    _t2("ffe", "FFE", "Fourier, L = 6", {"type": "fourier", "levels": 6}, lr=0.3865, batch_size=92),
+    _t2("baseline", "Baseline", "Baseline", {"type": "identity"}, lr=0.2394, batch_size=10),
+)}
+
+
+def table2() -> list[RunConfig]:
+    """Table 2's configurations in the paper's order (MPE, FFE, baseline)."""
+    return list(TABLE2.values())
+
+
 def build_model(config: RunConfig, dim: int, out_features: int, seed: int = 0) -> nn.Module:
     """The config's ``CoordinateMLP`` for ``dim``-D inputs and ``out_features`` outputs, built after
     ``torch.manual_seed(seed)`` (same config and seed, same weights)."""
@@ -157,25 +179,92 @@ def run(config: RunConfig, coords: Tensor, targets: Tensor, *, seed: int = 0,
     ``ntk_dtype``: the kernels' precision (float64 by default; float32 is 30-60x faster on consumer
     GPUs, with a rounding floor ~5e8 times higher).
     """
-    from .ntk import empirical_ntk, rounding_floor, spectrum
-    from .train import TrainingDiverged, fit, resolve_epochs
+    from .train import TrainingDiverged, fit
 
     t0 = time.perf_counter()
     device = torch.device(device)
     targets = torch.as_tensor(targets)
-    out_features = 1 if targets.dim() == 1 else int(targets.shape[1])
-    model = build_model(config, int(coords.shape[1]), out_features, seed).to(device)
+    model = build_model(config, int(coords.shape[1]), _out_features(targets), seed).to(device)
+    snapshots: dict[int, dict[str, Any]] = {}
+    snap, snap_epochs = _snapshotter(config, [snapshots], [coords if ntk_points is None else ntk_points],
+                                     [measure], ntk_epochs, measure_epochs, ntk_groups, device, ntk_dtype)
+    diverged = None
+    try:
+        history = fit(model, coords.to(device), targets.to(device), **config.train_settings, seed=seed,
+                      callbacks={"snapshot": snap}, snapshot_epochs=snap_epochs, progress=False,
+                      **dict(fit_kwargs or {}))
+    except TrainingDiverged as err:
+        history = err.history
+        diverged = {"epoch": err.epoch, "message": str(err)}
+    return {"config": config.to_dict(), "seed": int(seed), "history": history.to_dict(), "diverged": diverged,
+            "snapshots": snapshots, "seconds": time.perf_counter() - t0}
+
+
+def run_ensemble(config: RunConfig, data: Sequence[tuple[Tensor, Tensor]], *, seeds: Sequence[int],
+                 ntk_epochs: str | Iterable[int | str] | None = "start,middle,end",
+                 measure_epochs: str | Iterable[int | str] | None = None,
+                 ntk_points: Sequence[Tensor] | None = None, ntk_groups: Sequence[str] = ("total",),
+                 measure: Sequence[Callable] | Callable | None = None, device: torch.device | str = "cpu",
+                 fit_kwargs: Mapping[str, Any] | None = None,
+                 ntk_dtype: torch.dtype = torch.float64) -> list[dict[str, Any]]:
+    """:func:`run` for ``M`` signals at once: member ``m`` is ``config`` built with ``seeds[m]`` and
+    trained on ``data[m] = (coords, targets)`` (all of one shape), the members trained together by
+    :func:`inrlib.train.fit_ensemble`. ``ntk_points`` and ``measure`` are one per member (or one
+    ``measure`` for all). Returns one :func:`run` result per member, in order; a member that
+    diverges has ``diverged`` set and the others are unaffected.
+    """
+    from .train import fit_ensemble
+
+    t0 = time.perf_counter()
+    device = torch.device(device)
+    data = [(torch.as_tensor(c), torch.as_tensor(t)) for c, t in data]
+    if not data or len(seeds) != len(data):
+        raise ValueError(f"run_ensemble needs one seed per signal: {len(data)} signals, {len(seeds)} seeds")
+    M = len(data)
+    measures = list(measure) if isinstance(measure, Sequence) else [measure] * M
+    points = [c for c, _ in data] if ntk_points is None else list(ntk_points)
+    if len(measures) != M or len(points) != M:
+        raise ValueError(f"give one measure and one set of NTK points per signal ({M})")
+    models = [build_model(config, int(data[0][0].shape[1]), _out_features(data[0][1]), s).to(device) for s in seeds]
+    snapshots: list[dict[int, dict[str, Any]]] = [{} for _ in range(M)]
+    snap, snap_epochs = _snapshotter(config, snapshots, points, measures, ntk_epochs, measure_epochs, ntk_groups,
+                                     device, ntk_dtype)
+    histories = fit_ensemble(models, [c.to(device) for c, _ in data], [t.to(device) for _, t in data],
+                             **config.train_settings, seeds=[int(s) for s in seeds], callbacks={"snapshot": snap},
+                             snapshot_epochs=snap_epochs, progress=False, **dict(fit_kwargs or {}))
+    seconds = time.perf_counter() - t0
+    out = []
+    for m, h in enumerate(histories):
+        diverged = None
+        if h.stopped and h.stopped.startswith("diverged in epoch "):
+            diverged = {"epoch": int(h.stopped.rsplit(" ", 1)[1]), "message": h.message}
+        out.append({"config": config.to_dict(), "seed": int(seeds[m]), "history": h.to_dict(), "diverged": diverged,
+                    "snapshots": snapshots[m], "seconds": seconds / M, "ensemble": {"members": M, "member": m}})
+    return out
+
+
+def _out_features(targets: Tensor) -> int:
+    return 1 if targets.dim() == 1 else int(targets.shape[1])
+
+
+def _snapshotter(config: RunConfig, stores: list[dict[int, dict[str, Any]]], points: list[Tensor],
+                 measures: list[Callable | None], ntk_epochs, measure_epochs, ntk_groups: Sequence[str],
+                 device: torch.device, ntk_dtype: torch.dtype) -> tuple[Callable, list[int]]:
+    """The snapshot callback of :func:`run` / :func:`run_ensemble` (member ``m`` writes ``stores[m]``)
+    and the epochs it runs at."""
+    from .ntk import empirical_ntk, rounding_floor, spectrum
+    from .train import resolve_epochs
+
     epochs = int(config.epochs)
     k_epochs = set(resolve_epochs(ntk_epochs, epochs)) if ntk_epochs is not None else set()
     m_epochs = set(resolve_epochs(measure_epochs, epochs)) if measure_epochs is not None else set()
-    x_ntk = coords if ntk_points is None else ntk_points
-    snapshots: dict[int, dict[str, Any]] = {}
 
-    def snap(m: nn.Module, epoch: int, history: Any) -> None:
+    def snap(model: nn.Module, epoch: int, history: Any) -> None:
+        m = history.config.get("ensemble", {}).get("member", 0)
         entry: dict[str, Any] = {}
         kernels = None
         if epoch in k_epochs:
-            kernels = empirical_ntk(m, x_ntk.to(device), groups=True, dtype=ntk_dtype)
+            kernels = empirical_ntk(model, points[m].to(device), groups=True, dtype=ntk_dtype)
             entry["spectra"], entry["floors"] = {}, {}
             for g in ntk_groups:
                 if g not in kernels:
@@ -185,20 +274,11 @@ def run(config: RunConfig, coords: Tensor, targets: Tensor, *, seed: int = 0,
                 ev = np.zeros(K.shape[0]) if zero else spectrum(K)
                 entry["spectra"][g] = ev
                 entry["floors"][g] = 0.0 if zero else rounding_floor(K, ev)
-        if measure is not None:
-            entry["measure"] = measure(m, epoch, kernels, epoch == epochs)
-        snapshots[epoch] = entry
+        if measures[m] is not None:
+            entry["measure"] = measures[m](model, epoch, kernels, epoch == epochs)
+        stores[m][epoch] = entry
 
-    diverged = None
-    try:
-        history = fit(model, coords.to(device), targets.to(device), **config.train_settings, seed=seed,
-                      callbacks={"snapshot": snap}, snapshot_epochs=sorted(k_epochs | m_epochs) or [epochs],
-                      progress=False, **dict(fit_kwargs or {}))
-    except TrainingDiverged as err:
-        history = err.history
-        diverged = {"epoch": err.epoch, "message": str(err)}
-    return {"config": config.to_dict(), "seed": int(seed), "history": history.to_dict(), "diverged": diverged,
-            "snapshots": snapshots, "seconds": time.perf_counter() - t0}
+    return snap, sorted(k_epochs | m_epochs) or [epochs]
 
 
 # ----------------------------------------------------------------------------------------------

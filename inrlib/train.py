@@ -1,10 +1,12 @@
-"""Training loop for coordinate networks: :func:`fit` and its :class:`History`.
+"""Training loop for coordinate networks: :func:`fit`, :func:`fit_ensemble` and :class:`History`.
 
 ``fit(model, coords, targets, epochs=..., lr=...)`` runs plain SGD or Adam on a fixed set of
 samples (``coords`` ``(N, d)``, ``targets`` ``(N,)`` or ``(N, k)``), optionally re-drawn every
 epoch (``resample=``), and records per-epoch loss, PSNR (or IoU for occupancy), wall time and
 whatever callbacks return at chosen epochs (the NTK snapshots at the start, middle and end of
-training hook in there).
+training hook in there). ``fit_ensemble(models, ...)`` trains ``M`` independent members of one
+architecture in one vectorized step each (their own data, seeds, histories and divergence), with
+the same loop: :func:`fit` is its one-member case.
 
 Losses (the reduction matters for the learning rate):
 
@@ -34,7 +36,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +46,7 @@ from .metrics import psnr_from_mse
 
 __all__ = [
     "fit",
+    "fit_ensemble",
     "History",
     "TrainingDiverged",
     "CallbackError",
@@ -85,13 +88,15 @@ class TrainingDiverged(RuntimeError):
 
 class CallbackError(RuntimeError):
     """A snapshot callback or ``eval_fn`` raised; ``history`` holds everything recorded so far,
-    ``name`` and ``epoch`` say which call failed (the original exception is ``__cause__``)."""
+    ``name`` and ``epoch`` say which call failed, ``member`` which ensemble member (``None`` for
+    :func:`fit`); the original exception is ``__cause__``."""
 
-    def __init__(self, message: str, *, history: "History", name: str, epoch: int):
+    def __init__(self, message: str, *, history: "History", name: str, epoch: int, member: int | None = None):
         super().__init__(message)
         self.history = history
         self.name = name
         self.epoch = epoch
+        self.member = member
 
 
 # ----------------------------------------------------------------------------- history
@@ -141,7 +146,10 @@ class History:
     snapshot_seconds: ``{callback name: {epoch: seconds the call took}}``.
     initial: before training: the full-data ``loss``/``psnr``/``iou`` (with ``full_eval``) and
         ``metrics`` (``{name: value}`` from ``eval_fn``).
-    stopped: ``None`` after a complete run, else why it stopped early.
+    stopped: ``None`` after a complete run, else why it stopped early
+        (``"diverged in epoch e"``, ``"interrupted after ..."``).
+    message: the divergence error's full text when it diverged (what :class:`TrainingDiverged`
+        says), else ``None``.
     config: the run's settings (lr, optimizer, loss, batch_size, seed, n_samples, ...).
     total_seconds: wall time of the whole call.
     """
@@ -160,6 +168,7 @@ class History:
     snapshot_seconds: dict[str, dict[int, float]] = field(default_factory=dict)
     initial: dict[str, Any] = field(default_factory=dict)
     stopped: str | None = None
+    message: str | None = None
     total_seconds: float = 0.0
 
     # convenient read-only views of the configuration
@@ -349,21 +358,24 @@ def _make_optimizer(name: str, params: list[nn.Parameter], lr: float, kwargs: Ma
         raise ValueError(f"optimizer_kwargs {dict(kwargs or {})} rejected by torch.optim.{cls.__name__}: {err}") from None
 
 
-def _loss_fn(name: str) -> Callable[[Tensor, Tensor], Tensor]:
+
+# ----------------------------------------------------------------------------- losses
+def _per_element_loss(name: str, out: Tensor, y: Tensor) -> Tensor:
     if name == "mse":
-        return F.mse_loss
+        return (out - y).square()
     if name == "bce":
-        return lambda out, y: F.binary_cross_entropy(out.clamp(BCE_EPS, 1.0 - BCE_EPS), y)
-    return F.binary_cross_entropy_with_logits
+        return F.binary_cross_entropy(out.clamp(BCE_EPS, 1.0 - BCE_EPS), y, reduction="none")
+    return F.binary_cross_entropy_with_logits(out, y, reduction="none")
 
 
-def _loss_sum(name: str, out: Tensor, y: Tensor) -> Tensor:
-    """Summed (not mean) loss of a chunk, for the full-data evaluation pass."""
-    if name == "mse":
-        return F.mse_loss(out, y, reduction="sum")
-    if name == "bce":
-        return F.binary_cross_entropy(out.clamp(BCE_EPS, 1.0 - BCE_EPS), y, reduction="sum")
-    return F.binary_cross_entropy_with_logits(out, y, reduction="sum")
+def _member_losses(name: str, out: Tensor, y: Tensor) -> Tensor:
+    """Each member's mean loss over its batch: ``out``, ``y`` ``(M, B, ...)`` -> ``(M,)``."""
+    return _per_element_loss(name, out, y).flatten(1).mean(1)
+
+
+def _member_loss_sums(name: str, out: Tensor, y: Tensor) -> Tensor:
+    """Each member's summed loss over a chunk, in float64, for the full-data evaluation: ``(M,)``."""
+    return _per_element_loss(name, out, y).flatten(1).double().sum(1)
 
 
 def _resolve_progress(progress: bool | None) -> bool:
@@ -380,6 +392,410 @@ def _resolve_progress(progress: bool | None) -> bool:
             return True
         return "ipykernel" in sys.modules or bool(getattr(sys.stderr, "isatty", lambda: False)())
     return progress_enabled()
+
+
+# ----------------------------------------------------------------------------- what the loop trains
+class _Single:
+    """:func:`fit`'s model, seen by the shared loop as an ensemble of one member.
+
+    ``forward`` takes ``(1, B, d)`` and returns ``(1, B, ...)``; the model runs unchanged on ``(B, d)``.
+    """
+
+    size = 1
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x[0]).unsqueeze(0)
+
+    def member(self, i: int) -> nn.Module:
+        return self.model
+
+    def train(self, mode: bool) -> None:
+        self.model.train(mode)
+
+    def bad_parameters(self, i: int) -> list[str]:
+        return [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+
+    def finish(self) -> None:
+        pass
+
+
+class _Stacked:
+    """M models of one architecture trained as one: their parameters and buffers stacked along a
+    new leading axis (``torch.func.stack_module_state``) and the forward pass vectorized over it
+    (``torch.func.vmap`` of ``functional_call`` on the first model). The members never interact:
+    every operation acts on one member's slice, so member ``m`` follows the trajectory it would
+    follow alone. ``member(m)`` copies its slice into ``models[m]`` and returns that plain module.
+    """
+
+    def __init__(self, models: Sequence[nn.Module]):
+        from torch.func import functional_call, stack_module_state, vmap
+
+        self.models = list(models)
+        self.size = len(self.models)
+        self.state, self.buffers = stack_module_state(self.models)
+        self.params = [t for t in self.state.values() if t.requires_grad]
+        base = self.models[0]
+
+        def one(state, buffers, x):
+            return functional_call(base, (state, buffers), (x,))
+
+        self._forward = vmap(one, in_dims=(0, 0, 0))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._forward(self.state, self.buffers, x)
+
+    def member(self, i: int) -> nn.Module:
+        model = self.models[i]
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(self.state[name][i])
+            for name, b in model.named_buffers():
+                b.copy_(self.buffers[name][i])
+        return model
+
+    def train(self, mode: bool) -> None:
+        for model in self.models:
+            model.train(mode)
+
+    def bad_parameters(self, i: int) -> list[str]:
+        return [name for name, t in self.state.items() if not bool(torch.isfinite(t[i]).all())]
+
+    def finish(self) -> None:
+        for i in range(self.size):
+            self.member(i)
+
+
+# ----------------------------------------------------------------------------- settings
+@dataclass
+class _Settings:
+    epochs: int
+    lr: float
+    optimizer: str
+    loss: str
+    batch_size: int | None
+    eval_batch_size: int
+    callbacks: dict[str, Callable]
+    snap_epochs: set[int]
+    shuffle: bool
+    full_eval: bool
+    optimizer_kwargs: Mapping[str, Any] | None
+    progress: bool | None
+    desc: str | None
+
+
+def _check_settings(*, epochs, lr, optimizer, loss, batch_size, eval_batch_size, callbacks, snapshot_epochs,
+                    resample, eval_fn, shuffle, full_eval, optimizer_kwargs, progress, desc) -> _Settings:
+    """Validate the arguments :func:`fit` and :func:`fit_ensemble` share."""
+    epochs = _check_positive_int(epochs, "epochs")
+    lr = _check_lr(lr)
+    if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS} "
+                         "(extra settings such as momentum go in optimizer_kwargs)")
+    if not isinstance(loss, str) or loss.lower() not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose 'mse' (regression), 'bce' (model outputs probabilities, "
+                         "e.g. ends in a sigmoid) or 'bce_logits' (model outputs logits)")
+    if batch_size is not None:
+        batch_size = _check_positive_int(batch_size, "batch_size")
+    eval_batch_size = _check_positive_int(eval_batch_size, "eval_batch_size")
+    if resample is not None and not callable(resample):
+        raise TypeError(f"resample must be a function returning (coords, targets), got {type(resample).__name__}")
+    if eval_fn is not None and not callable(eval_fn):
+        raise TypeError(f"eval_fn must be a function (model, epoch) -> number or dict, got {type(eval_fn).__name__}")
+    if callbacks is None:
+        callbacks = {}
+    elif callable(callbacks) and not isinstance(callbacks, Mapping):
+        callbacks = {"callback": callbacks}
+    elif isinstance(callbacks, Mapping):
+        for name, fn in callbacks.items():
+            if not isinstance(name, str) or not callable(fn):
+                raise TypeError(f"callbacks must map names (str) to functions fn(model, epoch, history); got {name!r}: {fn!r}")
+        callbacks = dict(callbacks)
+    else:
+        raise TypeError(f"callbacks must be a dict {{name: fn}} or one function, got {type(callbacks).__name__}")
+    snap_epochs = set(resolve_epochs(snapshot_epochs, epochs)) if callbacks else set()
+    return _Settings(epochs=epochs, lr=lr, optimizer=optimizer.lower(), loss=loss.lower(), batch_size=batch_size,
+                     eval_batch_size=eval_batch_size, callbacks=callbacks, snap_epochs=snap_epochs,
+                     shuffle=bool(shuffle), full_eval=bool(full_eval), optimizer_kwargs=optimizer_kwargs,
+                     progress=progress, desc=desc)
+
+
+def _check_seed(seed: Any, name: str = "seed") -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {seed!r}")
+    return int(seed)
+
+
+def _move(model: nn.Module, device: Any) -> None:
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r} is not a torch device ({err}); use 'cpu', 'cuda' or 'cuda:N'") from None
+    try:
+        model.to(device)
+    except (RuntimeError, AssertionError) as err:
+        raise RuntimeError(f"cannot move the model to device {str(device)!r}: {err}. Is that device available "
+                           "to this torch build? Pass device=None to train where the model is.") from None
+
+
+def _peak(data_range: Any, Y: Tensor, loss: str) -> float | None:
+    """The PSNR peak for these targets (``None``: no PSNR)."""
+    if loss != "mse":
+        return None
+    if isinstance(data_range, str):
+        if data_range != "auto":
+            raise ValueError(f"data_range must be a number, None or 'auto', got {data_range!r}")
+        return 1.0 if float(Y.min()) >= 0.0 and float(Y.max()) <= 1.0 else None
+    if data_range is None:
+        return None
+    if isinstance(data_range, bool) or not isinstance(data_range, numbers.Real) or not data_range > 0:
+        raise ValueError(f"data_range must be a positive number, None or 'auto', got {data_range!r}")
+    return float(data_range)
+
+
+def _is_binary(Y: Tensor, loss: str) -> bool:
+    return loss != "mse" and bool(((Y == 0) | (Y == 1)).all())
+
+
+# ----------------------------------------------------------------------------- the loop
+def _train(members: _Single | _Stacked, X: Tensor, Y: Tensor, *, s: _Settings, seeds: list[int],
+           peaks: list[float | None], histories: list[History], eval_fn, resample, prepare,
+           raise_on_divergence: bool) -> list[History]:
+    """The optimization loop :func:`fit` and :func:`fit_ensemble` share.
+
+    ``X`` ``(M, N, d)`` and ``Y`` ``(M, N, ...)`` are member ``m``'s samples at ``[m]``, already
+    on the members' device and dtype. Each step minimizes the sum of the active members' mean batch
+    losses: its gradient with respect to member ``m``'s parameters is exactly that of ``m``'s own
+    loss, and SGD and Adam update elementwise, so each member follows its own trajectory. A member
+    whose loss becomes non-finite is stopped (its history says so) or, with
+    ``raise_on_divergence``, the whole call raises :class:`TrainingDiverged`.
+    ``resample(m, epoch, generator)`` returns member ``m``'s new ``(coords, targets)``;
+    ``prepare(m, coords, targets, epoch)`` validates them into ``(N, d)``, ``(N, ...)`` tensors.
+    """
+    t_start = time.perf_counter()
+    M, n = X.shape[0], X.shape[1]
+    loss, lr, optimizer, batch_size = s.loss, s.lr, s.optimizer, s.batch_size
+    dev = X.device
+    bs = n if batch_size is None else min(batch_size, n)
+    gens = []
+    for seed in seeds:
+        g = torch.Generator(device="cpu")
+        g.manual_seed(seed)
+        gens.append(g)
+    opt = _make_optimizer(optimizer, members.params, lr, s.optimizer_kwargs)
+    binary = [_is_binary(Y[m], loss) for m in range(M)]
+    active = [True] * M
+    mask = torch.ones(M, dtype=X.dtype, device=dev)
+    eval_chunk = max(1, s.eval_batch_size // M)
+    was_training = members.member(0).training if M == 1 else members.models[0].training
+
+    def stop(m: int, epoch: int, value: float, what: str) -> None:
+        err = _diverged(histories[m], epoch, value, lr, optimizer, loss, batch_size, n, what=what)
+        if raise_on_divergence:
+            raise err
+        active[m] = False
+        mask[m] = 0.0
+
+    def evaluate(epoch: int) -> tuple[list[dict[str, Any]], float]:
+        """Each active member's full-data loss / PSNR / IoU and eval_fn values; stops diverged members."""
+        outs: list[dict[str, Any]] = [{} for _ in range(M)]
+        t0 = time.perf_counter()
+        members.train(False)
+        with torch.no_grad():
+            if s.full_eval:
+                total = torch.zeros(M, dtype=torch.float64, device=dev)
+                inter = torch.zeros(M, dtype=torch.float64, device=dev)
+                union = torch.zeros(M, dtype=torch.float64, device=dev)
+                for i in range(0, n, eval_chunk):
+                    o = members.forward(X[:, i:i + eval_chunk])
+                    y = Y[:, i:i + eval_chunk]
+                    total += _member_loss_sums(loss, o, y)
+                    if any(binary):
+                        inside = o >= (0.5 if loss == "bce" else 0.0)
+                        truth = y == 1
+                        inter += (inside & truth).flatten(1).sum(1)
+                        union += (inside | truth).flatten(1).sum(1)
+                full = (total / Y[0].numel()).tolist()
+                inter_l, union_l = inter.tolist(), union.tolist()
+                for m in range(M):
+                    if not active[m]:
+                        continue
+                    if not math.isfinite(full[m]):
+                        stop(m, epoch, full[m], "the loss over all samples")
+                        continue
+                    outs[m]["loss"] = full[m]
+                    if peaks[m] is not None:
+                        outs[m]["psnr"] = float(psnr_from_mse(full[m], data_range=peaks[m]))
+                    if binary[m]:
+                        outs[m]["iou"] = 1.0 if union_l[m] == 0 else inter_l[m] / union_l[m]
+            if eval_fn is not None:
+                for m in range(M):
+                    if not active[m]:
+                        continue
+                    try:
+                        value = eval_fn(members.member(m), epoch)
+                    except Exception as err:  # noqa: BLE001 - re-raised with the history attached
+                        raise CallbackError(f"eval_fn raised at epoch {epoch}{_member_text(m, M)}: "
+                                            f"{type(err).__name__}: {err}", history=histories[m], name="eval_fn",
+                                            epoch=epoch, member=m if M > 1 else None) from err
+                    if isinstance(value, Mapping):
+                        outs[m].update({f"eval:{k}": v for k, v in value.items()})
+                    else:
+                        outs[m]["eval:eval"] = value
+        members.train(was_training)
+        return outs, time.perf_counter() - t0
+
+    def run_callbacks(epoch: int) -> None:
+        if epoch not in s.snap_epochs:
+            return
+        members.train(False)
+        for m in range(M):
+            if not active[m]:
+                continue
+            model = members.member(m)
+            for name, fn in s.callbacks.items():
+                t0 = time.perf_counter()
+                try:
+                    value = fn(model, epoch, histories[m])
+                except Exception as err:  # noqa: BLE001 - re-raised with the history attached
+                    members.train(was_training)
+                    raise CallbackError(f"callback {name!r} raised at epoch {epoch}{_member_text(m, M)}: "
+                                        f"{type(err).__name__}: {err}", history=histories[m], name=name,
+                                        epoch=epoch, member=m if M > 1 else None) from err
+                histories[m].snapshots.setdefault(name, {})[epoch] = value
+                histories[m].snapshot_seconds.setdefault(name, {})[epoch] = time.perf_counter() - t0
+        members.train(was_training)
+
+    bar = None
+    if _resolve_progress(s.progress):
+        from tqdm.auto import tqdm
+
+        label = f"fit {optimizer} lr={lr:g}" if M == 1 else f"fit_ensemble x{M} {optimizer} lr={lr:g}"
+        bar = tqdm(total=s.epochs, desc=s.desc or label, unit="epoch", leave=True)
+
+    try:
+        init, _ = evaluate(0)
+        for m in range(M):
+            if active[m]:
+                histories[m].initial = {k: v for k, v in init[m].items() if not k.startswith("eval:")}
+                if eval_fn is not None:
+                    histories[m].initial["metrics"] = {k[5:]: v for k, v in init[m].items() if k.startswith("eval:")}
+        run_callbacks(0)
+
+        members.train(True)
+        for epoch in range(1, s.epochs + 1):
+            if not any(active):
+                break
+            if resample is not None and epoch > 1:
+                new = [prepare(m, *_checked_pair(resample(m, epoch, gens[m])), epoch) for m in range(M)]
+                sizes_new = {c.shape[0] for c, _ in new}
+                if len(sizes_new) > 1:
+                    raise ValueError(f"resample returned different numbers of samples for the members in epoch "
+                                     f"{epoch} ({sorted(sizes_new)}); ensemble members need the same number")
+                X = torch.stack([c for c, _ in new])
+                Y = torch.stack([t for _, t in new])
+                n = X.shape[1]
+                bs = n if batch_size is None else min(batch_size, n)
+                binary = [_is_binary(Y[m], loss) for m in range(M)]
+
+            t0 = time.perf_counter()
+            if s.shuffle and bs < n:
+                perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
+                rows = torch.arange(M, device=dev)[:, None]
+                xs, ys = X[rows, perms], Y[rows, perms]
+            else:
+                xs, ys = X, Y
+            batch_losses = []
+            for i in range(0, n, bs):
+                opt.zero_grad(set_to_none=True)
+                per_member = _member_losses(loss, members.forward(xs[:, i:i + bs]), ys[:, i:i + bs])
+                (per_member.sum() if M == 1 else (per_member * mask).sum()).backward()
+                opt.step()
+                batch_losses.append(per_member.detach())
+            sizes = torch.full((len(batch_losses),), float(bs), dtype=torch.float64, device=dev)
+            sizes[-1] = n - bs * (len(batch_losses) - 1)
+            running = (sizes @ torch.stack(batch_losses).double() / n).tolist()
+            train_seconds = time.perf_counter() - t0
+            for m in range(M):
+                if active[m] and not math.isfinite(running[m]):
+                    stop(m, epoch, running[m], "the training loss")
+
+            ev, eval_seconds = evaluate(epoch)
+            for m in range(M):
+                if not active[m]:
+                    continue
+                h = histories[m]
+                h.epoch_seconds.append(train_seconds)
+                h.eval_seconds.append(eval_seconds)
+                h.epochs.append(epoch)
+                h.loss.append(running[m])
+                if "loss" in ev[m]:
+                    h.full_loss.append(ev[m]["loss"])
+                if peaks[m] is not None:
+                    h.psnr.append(ev[m]["psnr"] if s.full_eval else float(psnr_from_mse(running[m], data_range=peaks[m])))
+                if "iou" in ev[m]:
+                    h.iou.append(ev[m]["iou"])
+                for key, value in ev[m].items():
+                    if key.startswith("eval:"):
+                        h.metrics.setdefault(key[5:], []).append(value)
+            run_callbacks(epoch)
+            members.train(True)
+
+            if bar is not None:
+                live = [m for m in range(M) if active[m]]
+                post = {"loss": f"{running[0]:.3g}"} if M == 1 else {"live": f"{len(live)}/{M}"}
+                if M == 1 and histories[0].psnr:
+                    post["psnr"] = f"{histories[0].psnr[-1]:.2f}"
+                if M == 1 and histories[0].iou:
+                    post["iou"] = f"{histories[0].iou[-1]:.3f}"
+                bar.set_postfix(post, refresh=False)
+                bar.update(1)
+
+        if not s.full_eval:
+            for m in range(M):
+                bad = members.bad_parameters(m) if active[m] else []
+                if bad:
+                    stop(m, s.epochs, float("nan"),
+                         f"the parameters ({', '.join(bad[:3])}{'...' if len(bad) > 3 else ''})")
+    except KeyboardInterrupt as err:
+        for h in histories:
+            if h.stopped is None:
+                h.stopped = f"interrupted after {len(h.epochs)} completed epoch(s)"
+        err.history = histories[0]  # type: ignore[attr-defined]
+        err.histories = histories  # type: ignore[attr-defined]
+        raise
+    finally:
+        members.finish()
+        members.train(was_training)
+        if bar is not None:
+            bar.close()
+        for h in histories:
+            h.total_seconds = time.perf_counter() - t_start
+    return histories
+
+
+def _member_text(m: int, size: int) -> str:
+    return f" (ensemble member {m})" if size > 1 else ""
+
+
+def _checked_pair(new: Any) -> tuple[Any, Any]:
+    if not (isinstance(new, (tuple, list)) and len(new) == 2):
+        raise TypeError(f"resample must return (coords, targets), got {type(new).__name__}")
+    return new[0], new[1]
+
+
+def _base_config(s: _Settings, *, seed: int, n: int, dev: torch.device, dtype: torch.dtype, peak: float | None,
+                 resample: bool) -> dict[str, Any]:
+    return {
+        "lr": s.lr, "optimizer": s.optimizer, "optimizer_kwargs": dict(s.optimizer_kwargs or {}), "loss": s.loss,
+        "loss_reduction": "mean", "epochs": s.epochs, "batch_size": s.batch_size, "n_samples": n, "seed": seed,
+        "shuffle": s.shuffle, "device": str(dev), "dtype": str(dtype).replace("torch.", ""),
+        "data_range": peak, "full_eval": s.full_eval, "resample": resample,
+        "snapshot_epochs": sorted(s.snap_epochs),
+    }
 
 
 # ----------------------------------------------------------------------------- fit
@@ -499,245 +915,181 @@ def fit(
     ValueError, TypeError
         Bad arguments, with what was wrong and what to pass instead.
     """
-    t_start = time.perf_counter()
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    epochs = _check_positive_int(epochs, "epochs")
-    lr = _check_lr(lr)
-    if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS} "
-                         "(extra settings such as momentum go in optimizer_kwargs)")
-    optimizer = optimizer.lower()
-    if not isinstance(loss, str) or loss.lower() not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose 'mse' (regression), 'bce' (model outputs probabilities, "
-                         "e.g. ends in a sigmoid) or 'bce_logits' (model outputs logits)")
-    loss = loss.lower()
-    if batch_size is not None:
-        batch_size = _check_positive_int(batch_size, "batch_size")
-    eval_batch_size = _check_positive_int(eval_batch_size, "eval_batch_size")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
-    if resample is not None and not callable(resample):
-        raise TypeError(f"resample must be a function (epoch, generator) -> (coords, targets), got {type(resample).__name__}")
-    if eval_fn is not None and not callable(eval_fn):
-        raise TypeError(f"eval_fn must be a function (model, epoch) -> number or dict, got {type(eval_fn).__name__}")
-
-    if callbacks is None:
-        callbacks = {}
-    elif callable(callbacks) and not isinstance(callbacks, Mapping):
-        callbacks = {"callback": callbacks}
-    elif isinstance(callbacks, Mapping):
-        for name, fn in callbacks.items():
-            if not isinstance(name, str) or not callable(fn):
-                raise TypeError(f"callbacks must map names (str) to functions fn(model, epoch, history); got {name!r}: {fn!r}")
-        callbacks = dict(callbacks)
-    else:
-        raise TypeError(f"callbacks must be a dict {{name: fn}} or one function, got {type(callbacks).__name__}")
-    snap_epochs = set(resolve_epochs(snapshot_epochs, epochs)) if callbacks else set()
-
+    s = _check_settings(epochs=epochs, lr=lr, optimizer=optimizer, loss=loss, batch_size=batch_size,
+                        eval_batch_size=eval_batch_size, callbacks=callbacks, snapshot_epochs=snapshot_epochs,
+                        resample=resample, eval_fn=eval_fn, shuffle=shuffle, full_eval=full_eval,
+                        optimizer_kwargs=optimizer_kwargs, progress=progress, desc=desc)
+    seed = _check_seed(seed)
     if device is not None:
-        try:
-            device = torch.device(device)
-        except (RuntimeError, TypeError) as err:
-            raise ValueError(f"device {device!r} is not a torch device ({err}); use 'cpu', 'cuda' or 'cuda:N'") from None
-        try:
-            model.to(device)
-        except (RuntimeError, AssertionError) as err:
-            raise RuntimeError(f"cannot move the model to device {str(device)!r}: {err}. Is that device available "
-                               "to this torch build? Pass device=None to train where the model is.") from None
+        _move(model, device)
     dev, dtype = _model_device_dtype(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("none of the model's parameters requires grad; there is nothing to train")
-    X, Y = _prepare_data(coords, targets, loss=loss, device=dev, dtype=dtype)
-    n = X.shape[0]
-    Y = _match_output_shape(model, X, Y, loss)
 
-    binary = loss != "mse" and bool(((Y == 0) | (Y == 1)).all())
-    if loss == "mse":
-        if isinstance(data_range, str):
-            if data_range != "auto":
-                raise ValueError(f"data_range must be a number, None or 'auto', got {data_range!r}")
-            in_unit = float(Y.min()) >= 0.0 and float(Y.max()) <= 1.0
-            peak = 1.0 if in_unit else None
-        elif data_range is None:
-            peak = None
-        else:
-            if isinstance(data_range, bool) or not isinstance(data_range, numbers.Real) or not data_range > 0:
-                raise ValueError(f"data_range must be a positive number, None or 'auto', got {data_range!r}")
-            peak = float(data_range)
-    else:
-        peak = None
+    def prepare(m: int, c: Any, t: Any, epoch: int | None = None) -> tuple[Tensor, Tensor]:
+        where = "" if epoch is None else f" from resample (epoch {epoch})"
+        X, Y = _prepare_data(c, t, loss=s.loss, device=dev, dtype=dtype, where=where)
+        return X, _match_output_shape(model, X, Y, s.loss)
 
-    bs = n if batch_size is None else min(batch_size, n)
-    gen = torch.Generator(device="cpu")
-    gen.manual_seed(int(seed))
-    opt = _make_optimizer(optimizer, params, lr, optimizer_kwargs)
-    loss_fn = _loss_fn(loss)
-
-    history = History(config={
-        "lr": lr, "optimizer": optimizer, "optimizer_kwargs": dict(optimizer_kwargs or {}), "loss": loss,
-        "loss_reduction": "mean", "epochs": epochs, "batch_size": batch_size, "n_samples": n, "seed": int(seed),
-        "shuffle": bool(shuffle), "device": str(dev), "dtype": str(dtype).replace("torch.", ""),
-        "data_range": peak, "full_eval": bool(full_eval), "resample": resample is not None,
-        "snapshot_epochs": sorted(snap_epochs),
-    })
+    X, Y = prepare(0, coords, targets)
+    peak = _peak(data_range, Y, s.loss)
+    history = History(config=_base_config(s, seed=seed, n=X.shape[0], dev=dev, dtype=dtype, peak=peak,
+                                          resample=resample is not None))
     if peak is not None:
-        history.psnr_source = "full" if full_eval else "running"
-
-    was_training = model.training
-
-    def evaluate(epoch: int) -> dict[str, Any]:
-        """Full-data loss / PSNR / IoU and eval_fn values at this point; checks divergence."""
-        out: dict[str, Any] = {}
-        t0 = time.perf_counter()
-        model.eval()
-        with torch.no_grad():
-            if full_eval:
-                total = torch.zeros((), dtype=torch.float64, device=dev)
-                inter = torch.zeros((), dtype=torch.float64, device=dev)
-                union = torch.zeros((), dtype=torch.float64, device=dev)
-                for i in range(0, n, eval_batch_size):
-                    o = model(X[i:i + eval_batch_size])
-                    y = Y[i:i + eval_batch_size]
-                    total += _loss_sum(loss, o, y).double()
-                    if binary:
-                        inside = o >= (0.5 if loss == "bce" else 0.0)
-                        truth = y == 1
-                        inter += (inside & truth).sum()
-                        union += (inside | truth).sum()
-                full = float(total) / Y.numel()
-                if not math.isfinite(full):
-                    raise _diverged(history, epoch, full, lr, optimizer, loss, batch_size, n,
-                                    what="the loss over all samples")
-                out["loss"] = full
-                if peak is not None:
-                    out["psnr"] = float(psnr_from_mse(full, data_range=peak))
-                if binary:
-                    out["iou"] = 1.0 if float(union) == 0 else float(inter) / float(union)
-            if eval_fn is not None:
-                try:
-                    value = eval_fn(model, epoch)
-                except Exception as err:  # noqa: BLE001 - re-raised with the history attached
-                    raise CallbackError(f"eval_fn raised at epoch {epoch}: {type(err).__name__}: {err}",
-                                        history=history, name="eval_fn", epoch=epoch) from err
-                if isinstance(value, Mapping):
-                    out.update({f"eval:{k}": v for k, v in value.items()})
-                else:
-                    out["eval:eval"] = value
-        model.train(was_training)
-        out["_seconds"] = time.perf_counter() - t0
-        return out
-
-    def run_callbacks(epoch: int) -> None:
-        if epoch not in snap_epochs:
-            return
-        model.eval()
-        for name, fn in callbacks.items():
-            t0 = time.perf_counter()
-            try:
-                value = fn(model, epoch, history)
-            except Exception as err:  # noqa: BLE001 - re-raised with the history attached
-                model.train(was_training)
-                raise CallbackError(f"callback {name!r} raised at epoch {epoch}: {type(err).__name__}: {err}",
-                                    history=history, name=name, epoch=epoch) from err
-            history.snapshots.setdefault(name, {})[epoch] = value
-            history.snapshot_seconds.setdefault(name, {})[epoch] = time.perf_counter() - t0
-        model.train(was_training)
-
-    show = _resolve_progress(progress)
-    bar = None
-    if show:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=epochs, desc=desc or f"fit {optimizer} lr={lr:g}", unit="epoch", leave=True)
-
-    try:
-        init = evaluate(0)
-        init.pop("_seconds")
-        history.initial = {k: v for k, v in init.items() if not k.startswith("eval:")}
-        if eval_fn is not None:
-            history.initial["metrics"] = {k[5:]: v for k, v in init.items() if k.startswith("eval:")}
-        run_callbacks(0)
-
-        model.train()
-        for epoch in range(1, epochs + 1):
-            if resample is not None and epoch > 1:
-                new = resample(epoch, gen)
-                if not (isinstance(new, (tuple, list)) and len(new) == 2):
-                    raise TypeError(f"resample must return (coords, targets), got {type(new).__name__}")
-                X, Y = _prepare_data(new[0], new[1], loss=loss, device=dev, dtype=dtype,
-                                     where=f" from resample (epoch {epoch})")
-                n = X.shape[0]
-                Y = _match_output_shape(model, X, Y, loss)
-                bs = n if batch_size is None else min(batch_size, n)
-                if loss != "mse":
-                    binary = bool(((Y == 0) | (Y == 1)).all())
-
-            t0 = time.perf_counter()
-            if shuffle and bs < n:
-                perm = torch.randperm(n, generator=gen).to(dev)
-                xs, ys = X[perm], Y[perm]
-            else:
-                xs, ys = X, Y
-            batch_losses = []
-            for i in range(0, n, bs):
-                opt.zero_grad(set_to_none=True)
-                out = model(xs[i:i + bs])
-                yb = ys[i:i + bs]
-                step_loss = loss_fn(out, yb)
-                step_loss.backward()
-                opt.step()
-                batch_losses.append(step_loss.detach())
-            sizes = torch.full((len(batch_losses),), float(bs), dtype=torch.float64, device=dev)
-            sizes[-1] = n - bs * (len(batch_losses) - 1)
-            running = float(torch.dot(torch.stack(batch_losses).double(), sizes)) / n
-            train_seconds = time.perf_counter() - t0
-            if not math.isfinite(running):
-                raise _diverged(history, epoch, running, lr, optimizer, loss, batch_size, n,
-                                what="the training loss")
-
-            ev = evaluate(epoch)
-            history.epoch_seconds.append(train_seconds)
-            history.eval_seconds.append(ev.pop("_seconds"))
-            history.epochs.append(epoch)
-            history.loss.append(running)
-            if "loss" in ev:
-                history.full_loss.append(ev["loss"])
-            if peak is not None:
-                history.psnr.append(ev["psnr"] if full_eval else float(psnr_from_mse(running, data_range=peak)))
-            if "iou" in ev:
-                history.iou.append(ev["iou"])
-            for key, value in ev.items():
-                if key.startswith("eval:"):
-                    history.metrics.setdefault(key[5:], []).append(value)
-            run_callbacks(epoch)
-            model.train()
-
-            if bar is not None:
-                post = {"loss": f"{running:.3g}"}
-                if history.psnr:
-                    post["psnr"] = f"{history.psnr[-1]:.2f}"
-                if history.iou:
-                    post["iou"] = f"{history.iou[-1]:.3f}"
-                bar.set_postfix(post, refresh=False)
-                bar.update(1)
-
-        if not full_eval:
-            bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
-            if bad:
-                raise _diverged(history, epochs, float("nan"), lr, optimizer, loss, batch_size, n,
-                                what=f"the parameters ({', '.join(bad[:3])}{'...' if len(bad) > 3 else ''})")
-    except KeyboardInterrupt as err:
-        history.stopped = f"interrupted after {len(history.epochs)} completed epoch(s)"
-        err.history = history  # type: ignore[attr-defined]
-        raise
-    finally:
-        model.train(was_training)
-        if bar is not None:
-            bar.close()
-        history.total_seconds = time.perf_counter() - t_start
+        history.psnr_source = "full" if s.full_eval else "running"
+    member_resample = None if resample is None else (lambda m, epoch, gen: resample(epoch, gen))
+    _train(_Single(model), X[None], Y[None], s=s, seeds=[seed], peaks=[peak], histories=[history],
+           eval_fn=eval_fn, resample=member_resample, prepare=prepare, raise_on_divergence=True)
     return history
+
+
+def fit_ensemble(
+    models: Sequence[nn.Module],
+    coords: Tensor | Sequence[Tensor],
+    targets: Tensor | Sequence[Tensor],
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int | None = None,
+    optimizer: str = "sgd",
+    loss: str = "mse",
+    seeds: Sequence[int] | None = None,
+    shuffle: bool = True,
+    callbacks: Mapping[str, Callable[[nn.Module, int, History], Any]] | Callable | None = None,
+    snapshot_epochs: str | int | Iterable[int | str] | None = None,
+    eval_fn: Callable[[nn.Module, int], Any] | None = None,
+    device: torch.device | str | None = None,
+    progress: bool | None = None,
+    optimizer_kwargs: Mapping[str, Any] | None = None,
+    data_range: float | str | None = "auto",
+    full_eval: bool = True,
+    eval_batch_size: int = 65536,
+    resample: Callable[[int, int, torch.Generator], tuple[Tensor, Tensor]] | None = None,
+    desc: str | None = None,
+) -> list[History]:
+    """Train ``M`` independent models of one architecture together; one :class:`History` each.
+
+    Member ``m`` is ``models[m]`` trained on its own data with its own shuffling seed, exactly as
+    ``fit(models[m], coords[m], targets[m], seed=seeds[m], ...)`` would train it (to rounding:
+    the batched matrix products may round differently from the unbatched ones), but all members
+    take their steps together, one vectorized forward and backward pass for all
+    (``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``). Small models with
+    small batches (paper 000's Table 2: batch 10) leave a GPU, or a CPU core, mostly idle one at a
+    time; ``benchmarks/train_bench.py`` measures the gain. The loop is :func:`fit`'s own.
+
+    Parameters (where they differ from :func:`fit`)
+    -------------------------------------------------
+    models:
+        ``M >= 1`` modules of the same class with the same parameter and buffer names, shapes,
+        dtypes and devices (e.g. one builder called with ``M`` seeds). Trained in place: when the
+        call returns (or raises) each holds its member's final parameters.
+    coords, targets:
+        One tensor shared by every member (``(N, d)``, ``(N,)`` / ``(N, k)``), or a list of ``M``
+        tensors, one per member; all members need the same ``N``. Example: one pixel grid and
+        ``M`` images.
+    seeds:
+        One shuffling seed per member (default ``0, 1, ..., M - 1``).
+    lr, batch_size, optimizer, loss, optimizer_kwargs, epochs:
+        Shared by all members.
+    callbacks, eval_fn:
+        Called per member with that member as a plain module (``models[m]`` holding the
+        current parameters) and its own history.
+    eval_batch_size:
+        Samples per evaluation chunk over all members: each chunk holds
+        ``eval_batch_size // M`` samples of each member.
+    resample:
+        ``resample(member, epoch, generator) -> (coords, targets)`` for that member (all members
+        must return the same number of samples), with the member's own generator.
+
+    Returns
+    -------
+    list[History], in member order. ``epoch_seconds`` / ``eval_seconds`` are the wall times of
+    the joint steps (the same for every member); ``config["ensemble"]`` holds ``M`` and the index.
+    A member whose loss became non-finite stops there: its history has ``stopped = "diverged in
+    epoch e"`` and its module non-finite parameters; the others finish. Nothing is raised for it.
+
+    Raises
+    ------
+    CallbackError (with ``member``), ValueError, TypeError as :func:`fit` does; KeyboardInterrupt
+    with ``err.histories``.
+    """
+    if isinstance(models, nn.Module) or not isinstance(models, Sequence) or not models:
+        raise TypeError("models must be a non-empty list of nn.Module members (for one model use fit)")
+    models = list(models)
+    for i, mdl in enumerate(models):
+        if not isinstance(mdl, nn.Module):
+            raise TypeError(f"models[{i}] must be a torch.nn.Module, got {type(mdl).__name__}")
+    M = len(models)
+    s = _check_settings(epochs=epochs, lr=lr, optimizer=optimizer, loss=loss, batch_size=batch_size,
+                        eval_batch_size=eval_batch_size, callbacks=callbacks, snapshot_epochs=snapshot_epochs,
+                        resample=resample, eval_fn=eval_fn, shuffle=shuffle, full_eval=full_eval,
+                        optimizer_kwargs=optimizer_kwargs, progress=progress, desc=desc)
+    seeds = list(range(M)) if seeds is None else list(seeds)
+    if len(seeds) != M:
+        raise ValueError(f"seeds holds {len(seeds)} seeds for {M} models; give one per member")
+    seeds = [_check_seed(v, f"seeds[{i}]") for i, v in enumerate(seeds)]
+    if device is not None:
+        for mdl in models:
+            _move(mdl, device)
+    _check_same_architecture(models)
+    dev, dtype = _model_device_dtype(models[0])
+    if not any(p.requires_grad for p in models[0].parameters()):
+        raise ValueError("none of the models' parameters requires grad; there is nothing to train")
+
+    def per_member(value: Any, name: str) -> list[Any]:
+        if isinstance(value, (list, tuple)):
+            if len(value) != M:
+                raise ValueError(f"{name} is a list of {len(value)} arrays for {M} models; give one per member, "
+                                 "or one array shared by all")
+            return list(value)
+        return [value] * M
+
+    def prepare(m: int, c: Any, t: Any, epoch: int | None = None) -> tuple[Tensor, Tensor]:
+        where = f"[{m}]" if epoch is None else f"[{m}] from resample (epoch {epoch})"
+        X, Y = _prepare_data(c, t, loss=s.loss, device=dev, dtype=dtype, where=where)
+        return X, _match_output_shape(models[0], X, Y, s.loss)
+
+    data = [prepare(m, c, t) for m, (c, t) in enumerate(zip(per_member(coords, "coords"),
+                                                               per_member(targets, "targets")))]
+    if len({c.shape for c, _ in data}) > 1 or len({t.shape for _, t in data}) > 1:
+        raise ValueError("ensemble members need data of the same shape: got coords "
+                         f"{sorted({tuple(c.shape) for c, _ in data})} and targets "
+                         f"{sorted({tuple(t.shape) for _, t in data})}; subsample to a common N")
+    X = torch.stack([c for c, _ in data])
+    Y = torch.stack([t for _, t in data])
+    peaks = [_peak(data_range, Y[m], s.loss) for m in range(M)]
+    histories = []
+    for m in range(M):
+        h = History(config=_base_config(s, seed=seeds[m], n=X.shape[1], dev=dev, dtype=dtype, peak=peaks[m],
+                                        resample=resample is not None))
+        h.config["ensemble"] = {"members": M, "member": m}
+        if peaks[m] is not None:
+            h.psnr_source = "full" if s.full_eval else "running"
+        histories.append(h)
+    return _train(_Stacked(models), X, Y, s=s, seeds=seeds, peaks=peaks, histories=histories, eval_fn=eval_fn,
+                  resample=resample, prepare=prepare, raise_on_divergence=False)
+
+
+def _check_same_architecture(models: list[nn.Module]) -> None:
+    """All members must stack: same class, parameter and buffer names, shapes, dtypes, devices, grad flags."""
+    def signature(mdl: nn.Module) -> list[tuple]:
+        return ([("param", k, tuple(v.shape), v.dtype, v.device, v.requires_grad) for k, v in mdl.named_parameters()]
+                + [("buffer", k, tuple(v.shape), v.dtype, v.device) for k, v in mdl.named_buffers()])
+
+    first = signature(models[0])
+    if not first:
+        raise ValueError(f"the model ({type(models[0]).__name__}) has no parameters; there is nothing to train")
+    for i, mdl in enumerate(models[1:], start=1):
+        if type(mdl) is not type(models[0]):
+            raise ValueError(f"models[{i}] is a {type(mdl).__name__}, models[0] a {type(models[0]).__name__}: "
+                             "ensemble members must share one architecture")
+        sig = signature(mdl)
+        if sig != first:
+            diff = next((a, b) for a, b in zip(first + [None] * len(sig), sig + [None] * len(first)) if a != b)
+            raise ValueError(f"models[{i}] differs from models[0] in {diff[1]} (vs {diff[0]}): ensemble members "
+                             "must have the same parameters and buffers (names, shapes, dtypes, devices)")
 
 
 def _match_output_shape(model: nn.Module, X: Tensor, Y: Tensor, loss: str) -> Tensor:
@@ -785,4 +1137,5 @@ def _diverged(history: History, epoch: int, value: float, lr: float, optimizer: 
         msg += (f"The steps are too large: lower the learning rate (try lr={lr / 10:g}). "
                 f"err.history holds the {len(history.epochs)} completed epoch(s); the model's parameters are "
                 "now non-finite, so rebuild it before retrying.")
+    history.message = msg
     return TrainingDiverged(msg, history=history, epoch=epoch, lr=lr, optimizer=optimizer, loss_value=value)

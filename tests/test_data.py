@@ -416,3 +416,12 @@ def test_bunny_and_dragon():
     np.testing.assert_array_equal(data.winding_number(bunny, q) > 0.5, labels[:100].numpy() == 1)
     dragon = data.load_mesh("dragon")
     assert dragon.is_watertight and dragon.bounds[1].max() == 1.0
+
+
+def test_an_image_size_that_cannot_fit_is_refused_before_allocating():
+    """load_image("camera", 100000) would need ~260 GiB: a clear MemoryError at once, not the OOM killer."""
+    import time as _time
+    t0 = _time.perf_counter()
+    with pytest.raises(MemoryError, match=r"100000 x 100000 image .* GiB of host memory.*smaller resolution"):
+        data.load_image("camera", 100000)
+    assert _time.perf_counter() - t0 < 5.0

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from inrlib.data import load_image
-from inrlib.experiments import TABLE3, RunConfig, SweepError, build_model, run, sweep, task_key
+from inrlib.experiments import TABLE2, TABLE3, RunConfig, SweepError, build_model, run, run_ensemble, sweep, task_key
 from inrlib.ntk import empirical_ntk, rounding_floor, spectrum
 from inrlib.studies.scaling import probe_task
 from inrlib.train import fit
@@ -23,6 +23,18 @@ def test_table3_is_the_papers_table():
     assert TABLE3["mpe_coarse"].encoding == {"type": "multigrid", "resolutions": [100], "features": 2}
     assert TABLE3["mpe_fine"].encoding == {"type": "multigrid", "resolutions": [200], "features": 2}
     assert TABLE3["baseline"].encoding == {"type": "identity"}
+
+
+def test_table2_is_the_papers_table():
+    """Paper 000, Table 2 (Appendix D): Optuna-tuned lr and batch per encoding, 100 epochs, 2 x 512 ReLU."""
+    assert list(TABLE2) == ["mpe", "ffe", "baseline"]
+    assert [(c.lr, c.batch_size) for c in TABLE2.values()] == [(0.3932, 10), (0.3865, 92), (0.2394, 10)]
+    assert TABLE2["mpe"].encoding == {"type": "multigrid", "resolutions": [96, 277], "features": 3}
+    assert TABLE2["ffe"].encoding == {"type": "fourier", "levels": 6}
+    assert TABLE2["baseline"].encoding == {"type": "identity"}
+    for c in TABLE2.values():
+        assert (c.epochs, c.hidden, c.optimizer, c.loss, c.parameterization) == (100, (512, 512), "sgd", "mse", "ntk")
+        assert "Table 2" in c.source
 
 
 def test_run_config_replace_and_round_trip():
@@ -177,3 +189,31 @@ def test_sweep_on_a_dask_cluster_matches_in_process(tmp_path):
     for a, b in zip(local, remote):
         assert not b["cached"]
         assert a["result"]["psnr"] == pytest.approx(b["result"]["psnr"], rel=1e-9)
+
+
+def test_run_ensemble_members_equal_single_runs():
+    """Each member of run_ensemble gives run's spectra, history and measure for its own signal and seed;
+    a diverging member is reported and leaves the others alone."""
+    cfg = small(epochs=3).replace(lr=0.5)
+    data = []
+    for name in ("camera", "astronaut", "coffee"):
+        c, t, _ = load_image(name, 8, grayscale=True)
+        data.append((c, t))
+    data[2] = (data[2][0], data[2][1] * 1e18)            # float32 models: finite loss, then overflow
+    measure = lambda model, epoch, kernels, final: float(model(torch.full((1, 2), 0.5)).detach())
+    fk = {"full_eval": True}
+    ens = run_ensemble(cfg, data, seeds=[3, 4, 5], ntk_epochs="start,end", ntk_groups=("total", "mlp"),
+                       measure=measure, fit_kwargs=fk)
+    assert ens[2]["diverged"] is not None and "diverged" in ens[2]["diverged"]["message"]
+    for m in (0, 1):
+        ref = run(cfg.replace(), data[m][0], data[m][1], seed=3 + m, ntk_epochs="start,end",
+                  ntk_groups=("total", "mlp"), measure=measure, fit_kwargs=fk)
+        assert ens[m]["diverged"] is None and ens[m]["ensemble"] == {"members": 3, "member": m}
+        assert sorted(ens[m]["snapshots"]) == sorted(ref["snapshots"]) == [0, 3]
+        for e in (0, 3):
+            for g in ("total", "mlp"):
+                ev = ref["snapshots"][e]["spectra"][g]      # float32 members: equal to rounding
+                np.testing.assert_allclose(ens[m]["snapshots"][e]["spectra"][g], ev, rtol=1e-4, atol=1e-6 * ev[0])
+            assert ens[m]["snapshots"][e]["measure"] == pytest.approx(ref["snapshots"][e]["measure"], rel=1e-4)
+        np.testing.assert_allclose(ens[m]["history"]["loss"], ref["history"]["loss"], rtol=1e-5)
+    assert ens[0]["snapshots"][3]["measure"] != ens[1]["snapshots"][3]["measure"]

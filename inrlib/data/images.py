@@ -220,6 +220,29 @@ def _resize(data: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.clip(np.stack(chans, axis=-1), 0.0, 1.0)
 
 
+def _check_fits(h: int, w: int, c: int, dtype: torch.dtype, device: torch.device | str | None) -> None:
+    """Refuse, before allocating anything, an image size whose resizing would not fit in memory.
+
+    Peak host memory of :func:`_resize` and the tensors: per pixel and channel a float32 Pillow
+    plane, its float64 copy, the stacked and the clipped float64 arrays (28 bytes), plus the
+    returned ``targets`` and ``coords`` (``(c + 2)`` values of ``dtype``).
+    """
+    from ..ntk import available_memory
+
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    item = torch.empty((), dtype=dtype).element_size()
+    host = h * w * (28 * c + (0 if dev.type != "cpu" else (c + 2) * item))
+    checks = [("host memory", host, available_memory(torch.device("cpu")))]
+    if dev.type != "cpu":
+        checks.append((f"{dev} memory", h * w * (c + 2) * item, available_memory(dev)))
+    for where, need, free in checks:
+        if need > free:
+            side = int((free / max(need / (h * w), 1)) ** 0.5)
+            raise MemoryError(f"a {h} x {w} image with {c} channel(s) needs about {need / 2**30:.1f} GiB of {where} "
+                              f"to resize and hold, but {free / 2**30:.1f} GiB is available; request a smaller "
+                              f"resolution (about {side} x {side} would fit)")
+
+
 def load_image(path_or_name: str | os.PathLike | np.ndarray, resolution: int | Sequence[int] | None, *,
                grayscale: bool = False, device: torch.device | str | None = None,
                dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
@@ -238,6 +261,10 @@ def load_image(path_or_name: str | os.PathLike | np.ndarray, resolution: int | S
         ``coords``: ``(H * W, 2)`` in ``[0, 1]^2``, ``(x, y) = (column / (W - 1), row / (H - 1))``,
         row-major (:func:`pixel_coords`); ``targets``: ``(H * W, C)`` in ``[0, 1]``;
         ``shape = (H, W, C)``. ``targets.reshape(H, W, C)`` is the image (row 0 at the top).
+
+    Raises:
+        MemoryError: the requested size cannot be resized and held in the memory available now
+            (checked before anything is allocated; the message says what would fit).
     """
     data = read_image(path_or_name, grayscale=grayscale)
     h0, w0 = data.shape[:2]
@@ -253,6 +280,7 @@ def load_image(path_or_name: str | os.PathLike | np.ndarray, resolution: int | S
                 raise TypeError(f"resolution must be an int, an (H, W) pair or None, got {resolution!r}") from None
         if h < 1 or w < 1:
             raise ValueError(f"resolution must be positive, got {resolution!r}")
+        _check_fits(h, w, data.shape[2], dtype, device)
         top, left, ch, cw = _crop_box(h0, w0, h, w)
         data = _resize(data[top:top + ch, left:left + cw], h, w)
     c = data.shape[2]

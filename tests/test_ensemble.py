@@ -1,0 +1,182 @@
+"""inrlib.train.fit_ensemble: every member follows the trajectory it follows alone under fit."""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from inrlib.experiments import RunConfig, build_model
+from inrlib.train import CallbackError, fit, fit_ensemble
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
+
+ENCODINGS = {
+    "baseline": {"type": "identity"},
+    "ffe": {"type": "fourier", "levels": 3},
+    "mpe": {"type": "multigrid", "resolutions": [5, 9], "features": 2},
+    "hash": {"type": "hashgrid", "levels": 2, "min_resolution": 4, "max_resolution": 16, "log2_table_size": 5,
+             "init_scale": 0.1},
+}
+
+
+def members(encoding: str, m: int, dtype=torch.float64, out: int = 1, **config) -> list[torch.nn.Module]:
+    cfg = RunConfig(name=encoding, encoding=ENCODINGS[encoding], hidden=(16, 16), **config)
+    return [build_model(cfg, 2, out, seed=10 + i).to(dtype) for i in range(m)]
+
+
+def member_data(m: int, n: int = 37, dtype=torch.float64, out: int = 1):
+    g = torch.Generator().manual_seed(3)
+    coords = [torch.rand(n, 2, generator=g, dtype=dtype) for _ in range(m)]
+    targets = [torch.rand(n, out, generator=g, dtype=dtype) for _ in range(m)]
+    return coords, targets
+
+
+def assert_same_run(ens_model, ens_hist, alone_model, alone_hist, tol=1e-10):
+    for (name, a), b in zip(ens_model.named_parameters(), alone_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol, msg=lambda m: f"{name}: {m}")
+    torch.testing.assert_close(torch.tensor(ens_hist.loss), torch.tensor(alone_hist.loss), rtol=tol, atol=0)
+    torch.testing.assert_close(torch.tensor(ens_hist.full_loss), torch.tensor(alone_hist.full_loss), rtol=tol, atol=0)
+    assert ens_hist.psnr == pytest.approx(alone_hist.psnr, rel=tol)
+    assert ens_hist.epochs == alone_hist.epochs
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@pytest.mark.parametrize("optimizer, lr", [("sgd", 0.5), ("adam", 1e-2)])
+def test_members_follow_their_fit_trajectories(encoding, optimizer, lr):
+    """Per-member data and seeds, batches of 10 with an uneven last one, float64, SGD and Adam."""
+    models = members(encoding, 3)
+    alone = copy.deepcopy(models)
+    coords, targets = member_data(3)
+    hists = fit_ensemble(models, coords, targets, epochs=4, lr=lr, batch_size=10, optimizer=optimizer,
+                         seeds=[5, 6, 7], progress=False)
+    assert len(hists) == 3
+    for m in range(3):
+        h = fit(alone[m], coords[m], targets[m], epochs=4, lr=lr, batch_size=10, optimizer=optimizer,
+                seed=5 + m, progress=False)
+        assert_same_run(models[m], hists[m], alone[m], h)
+        assert hists[m].config["ensemble"] == {"members": 3, "member": m}
+        assert hists[m].config["seed"] == 5 + m
+    # members really differ (different weights and data): the test is not comparing one run with itself
+    assert hists[0].loss != hists[1].loss
+
+
+def test_shared_coords_per_member_targets_and_momentum():
+    models = members("mpe", 4)
+    alone = copy.deepcopy(models)
+    coords, targets = member_data(4)
+    shared = coords[0]
+    kw = dict(epochs=3, lr=0.3, batch_size=8, optimizer_kwargs={"momentum": 0.9}, progress=False)
+    hists = fit_ensemble(models, shared, targets, **kw)
+    for m in range(4):
+        assert_same_run(models[m], hists[m], alone[m], fit(alone[m], shared, targets[m], seed=m, **kw))
+
+
+def test_a_diverging_member_stops_and_the_others_finish():
+    models = members("ffe", 3)
+    alone = copy.deepcopy(models)
+    coords, targets = member_data(3)
+    targets[1] = targets[1] * 1e150              # finite loss before training, huge steps: overflow after
+    hists = fit_ensemble(models, coords, targets, epochs=3, lr=0.1, batch_size=10, progress=False)
+    assert math.isfinite(hists[1].initial["loss"])
+    epoch = int(hists[1].stopped.removeprefix("diverged in epoch "))
+    assert 1 <= epoch <= 2 and hists[1].epochs == list(range(1, epoch))
+    for m in (0, 2):
+        assert hists[m].stopped is None and hists[m].epochs == [1, 2, 3]
+        h = fit(alone[m], coords[m], targets[m], epochs=3, lr=0.1, batch_size=10, seed=m, progress=False)
+        assert_same_run(models[m], hists[m], alone[m], h)
+
+
+def test_callbacks_and_eval_fn_see_each_members_own_parameters():
+    models = members("mpe", 2)
+    alone = copy.deepcopy(models)
+    coords, targets = member_data(2)
+
+    def snap(model, epoch, history):
+        return [p.detach().clone() for p in model.parameters()]
+
+    def metric(model, epoch):
+        return float(model(coords[0][:5]).sum())
+
+    kw = dict(epochs=4, lr=0.5, batch_size=10, callbacks={"params": snap}, snapshot_epochs="start,2,end",
+              eval_fn=metric, progress=False)
+    hists = fit_ensemble(models, coords, targets, **kw)
+    for m in range(2):
+        h = fit(alone[m], coords[m], targets[m], seed=m, **kw)
+        assert sorted(hists[m].snapshots["params"]) == [0, 2, 4]
+        for epoch in (0, 2, 4):
+            for a, b in zip(hists[m].snapshots["params"][epoch], h.snapshots["params"][epoch]):
+                torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+        assert hists[m].metrics["eval"] == pytest.approx(h.metrics["eval"], rel=1e-10)
+        assert hists[m].initial["metrics"]["eval"] == pytest.approx(h.initial["metrics"]["eval"], rel=1e-10)
+
+
+def test_bce_iou_and_resample_per_member():
+    models = members("baseline", 2, output_activation="sigmoid")
+    alone = copy.deepcopy(models)
+    g0 = torch.Generator().manual_seed(0)
+    coords = [torch.rand(40, 2, generator=g0, dtype=torch.float64) for _ in range(2)]
+    labels = [((c - 0.5).norm(dim=1) < r).double() for c, r in zip(coords, (0.3, 0.4))]
+
+    def draw(radius, generator):
+        c = torch.rand(40, 2, generator=generator, dtype=torch.float64)
+        return c, ((c - 0.5).norm(dim=1) < radius).double()
+
+    kw = dict(epochs=3, lr=1.0, batch_size=16, loss="bce", progress=False)
+    hists = fit_ensemble(models, coords, labels, resample=lambda m, e, g: draw((0.3, 0.4)[m], g), **kw)
+    for m in range(2):
+        h = fit(alone[m], coords[m], labels[m], seed=m, resample=lambda e, g: draw((0.3, 0.4)[m], g), **kw)
+        assert_same_run(models[m], hists[m], alone[m], h)
+        assert hists[m].iou == pytest.approx(h.iou, abs=0) and len(h.iou) == 3
+
+
+def test_float32_members_agree_to_rounding():
+    models = members("mpe", 2, dtype=torch.float32)
+    alone = copy.deepcopy(models)
+    coords, targets = member_data(2, dtype=torch.float32)
+    hists = fit_ensemble(models, coords, targets, epochs=2, lr=0.5, batch_size=10, progress=False)
+    for m in range(2):
+        h = fit(alone[m], coords[m], targets[m], epochs=2, lr=0.5, batch_size=10, seed=m, progress=False)
+        assert_same_run(models[m], hists[m], alone[m], h, tol=1e-4)
+
+
+def test_a_failing_callback_names_the_member():
+    models = members("baseline", 2)
+    coords, targets = member_data(2)
+
+    def boom(model, epoch, history):
+        if history.config["ensemble"]["member"] == 1 and epoch == 1:
+            raise RuntimeError("no")
+
+    with pytest.raises(CallbackError, match=r"epoch 1 \(ensemble member 1\)") as info:
+        fit_ensemble(models, coords, targets, epochs=2, lr=0.1, callbacks=boom, snapshot_epochs="all", progress=False)
+    assert info.value.member == 1 and info.value.history.epochs == [1]
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(seeds=[1]), "1 seeds for 2 models"),
+    (dict(coords="three"), "3 arrays for 2 models"),
+    (dict(models="other"), "differs from models\\[0\\]"),
+    (dict(models="class"), "share one architecture"),
+    (dict(models="empty"), "non-empty list"),
+    (dict(sizes=True), "same shape"),
+])
+def test_bad_ensembles_are_refused_clearly(change, match):
+    models = members("baseline", 2)
+    coords, targets = member_data(2)
+    kwargs = dict(epochs=1, lr=0.1, progress=False)
+    if "seeds" in change:
+        kwargs["seeds"] = change["seeds"]
+    if change.get("coords") == "three":
+        coords = coords + coords[:1]
+    if change.get("models") == "other":
+        models[1] = members("baseline", 1)[0].float()
+    if change.get("models") == "class":
+        models[1] = torch.nn.Linear(2, 1).double()
+    if change.get("models") == "empty":
+        models = []
+    if change.get("sizes"):
+        coords[1], targets[1] = coords[1][:20], targets[1][:20]
+    with pytest.raises((ValueError, TypeError), match=match):
+        fit_ensemble(models, coords, targets, **kwargs)
