@@ -1,0 +1,157 @@
+"""The ImageNet study: photos, the ensemble task, Fig. 5a's mean spectra, the claims, Optuna re-tuning."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inrlib.experiments import TABLE2, RunConfig, tune
+from inrlib.ntk import resample_spectrum
+from inrlib.studies import imagenet as I
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
+
+
+def test_bundled_photos_and_a_seeded_subset():
+    photos = I.image_list()
+    assert len(photos) == 20 and all(isinstance(p["id"], int) and p["label"] for p in photos)
+    a, b = I.image_list(n_images=4, seed=1), I.image_list(n_images=4, seed=1)
+    assert a == b and len(a) == 4 and a != I.image_list(n_images=4, seed=2)
+    ids = [p["id"] for p in photos]
+    assert [ids.index(p["id"]) for p in a] == sorted(ids.index(p["id"]) for p in a)    # kept in file order
+    with pytest.raises(ValueError, match="imagenet_root"):
+        I.image_list(n_images=21)
+
+
+def test_a_local_imagenet_folder_gives_one_photo_per_synset(tmp_path):
+    for k, syn in enumerate(["n01440764", "n01443537", "n01484850"]):
+        (tmp_path / "val" / syn).mkdir(parents=True)
+        for j in range(3):
+            Image.fromarray(np.full((9, 7, 3), 40 * k + j, np.uint8)).save(tmp_path / "val" / syn / f"{j}.JPEG")
+    photos = I.image_list(str(tmp_path), n_synsets=2, seed=0)
+    assert len(photos) == 2 and len({p["id"] for p in photos}) == 2
+    assert all(p["path"].startswith(str(tmp_path / "val" / p["id"])) for p in photos)
+
+
+def tiny(name: str) -> dict:
+    cfg = TABLE2[name].replace(hidden=(16, 16), epochs=3)
+    if name == "mpe":
+        cfg = cfg.replace(encoding={"resolutions": [5, 11]})
+    return cfg.to_dict()
+
+
+def test_imagenet_task_scores_each_photo_against_its_own_truth():
+    paths = [p["path"] for p in I.image_list(n_images=2, seed=0)]
+    out = I.imagenet_task("mpe-0", tiny("mpe"), paths, 8, [0, 1], ntk_epochs=[1, 3])
+    assert len(out) == 2 and out[0]["path"] == paths[0]
+    for r in out:
+        assert sorted(e for e in r["snapshots"] if "spectra" in r["snapshots"][e]) == [1, 3]
+        mse = float(np.mean((r["prediction"].astype(np.float64) - r["truth"]) ** 2))
+        assert r["psnr"] == pytest.approx(10 * math.log10(1 / mse), rel=1e-6)
+        assert 0 < r["msssim"] <= 1 and r["msssim_scales"] >= 1
+        assert r["prediction"].shape == r["truth"].shape == (8, 8, 3)
+        np.testing.assert_allclose(r["history"]["psnr"][-1], r["psnr"], rtol=1e-4)   # fit's own full-data PSNR
+    assert not np.array_equal(out[0]["truth"], out[1]["truth"])
+
+
+def fake_run(ev, floor, epoch=10, psnr=30.0):
+    return {"snapshots": {epoch: {"spectra": {"total": np.asarray(ev, float)}, "floors": {"total": floor}}},
+            "psnr": psnr}
+
+
+def test_mean_spectra_is_the_mean_log_of_the_resampled_spectra():
+    a = np.logspace(0, -6, 50)
+    b = np.logspace(1, -4, 80)
+    b[-5:] = 1e-20                                       # below its floor: clipped to it
+    runs = [fake_run(a, 1e-12), fake_run(b, 1e-9)]
+    m = I.mean_spectra(runs, 10, length=200)
+    expect = 10 ** ((np.log10(resample_spectrum(a, 200, floor=1e-6)) + np.log10(resample_spectrum(b, 200, floor=1e-9))) / 2)
+    np.testing.assert_allclose(m["mean"], expect, rtol=1e-12)
+    assert m["n"] == 2 and m["floor"] == pytest.approx(10 ** ((-6 - 9) / 2))
+    assert np.all(m["lo"] <= m["mean"]) and np.all(m["mean"] <= m["hi"])
+    assert I.mean_spectra(runs, 99) is None
+
+
+def test_spectrum_order_counts_only_resolved_indices():
+    x = np.arange(10.0)
+    curves = {"mpe": {"mean": 10 ** (-x), "floor": 1e-20}, "ffe": {"mean": 10 ** (-x - 1), "floor": 1e-20},
+              "baseline": {"mean": 10 ** (-x - 2), "floor": 10 ** -8.5}}
+    curves["ffe"]["mean"][0] = 10.0                      # one index out of order
+    res = I.spectrum_order(curves)
+    assert res["resolved"] == pytest.approx(0.7)         # baseline above its floor at x = 0..6
+    assert res["ordered_resolved"] == pytest.approx(6 / 7) and res["ordered_all"] == pytest.approx(0.9)
+
+
+def test_claims_follow_the_stated_rules():
+    rows = [{"encoding": n, "label": n, "setting": "-", "images": 4, "diverged": 0, "psnr_mean": p, "psnr_std": 1.0,
+             "psnr_min": p - 1, "psnr_max": p + 1, "msssim_mean": s, "msssim_std": 0.1, "msssim_min": s, "msssim_max": s}
+            for n, p, s in (("mpe", 45.0, 0.5), ("ffe", 31.0, 0.40), ("baseline", 20.0, 0.30))]
+    images = [{"order_holds": True}] * 3 + [{"order_holds": False}]
+    claims = {c["id"]: c for c in I.imagenet_claims(rows, images, {"resolved": 0.8, "ordered_resolved": 0.95,
+                                                                  "ordered_all": 0.8}, "ctx")}
+    assert claims["000.table2.psnr.mpe"]["verdict"] == "holds"             # 45.0 vs 45.28
+    assert claims["000.table2.psnr.ffe"]["verdict"] == "approximately"     # 31.0 vs 33.47
+    assert claims["000.table2.psnr.baseline"]["verdict"] == "differs"      # 20.0 vs 29.94
+    assert claims["000.table1.imagenet_msssim.mpe"]["verdict"] == "differs"  # 0.5 vs 0.79
+    assert claims["000.table1.imagenet_msssim.ffe"]["verdict"] == "holds"    # 0.40 vs 0.39
+    assert claims["000.table2.psnr_order"]["verdict"] == "approximately" and claims["000.table2.psnr_order"]["ours"] == 0.75
+    assert claims["000.fig5a.order"]["verdict"] == "holds"
+    none = {c["id"]: c for c in I.imagenet_claims(rows, images, None, "ctx")}
+    assert none["000.fig5a.order"]["verdict"] == "not tested"
+
+
+def test_search_space_draws_valid_configs():
+    import optuna
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask()
+        ch = I.suggest(trial, "multigrid")
+        cfg = TABLE2["mpe"].replace(**ch)
+        res = cfg.encoding["resolutions"]
+        assert 1 <= len(res) <= 3 and res == sorted(res) and 8 <= res[0] and res[-1] <= 512
+        assert 1 <= cfg.encoding["features"] <= 3 and 0.01 <= cfg.lr <= 10 and 8 <= cfg.batch_size <= 256
+        study.tell(trial, 0.0)
+
+
+def test_an_interrupted_study_resumes_from_its_sqlite_file(tmp_path):
+    """Two trials finish, the third is interrupted; a second call runs only the missing three of five,
+    and the first two trials are the ones stored in the file."""
+    base = RunConfig(name="quad", encoding={"type": "identity"}, lr=1.0)
+    calls = []
+
+    def objective(cfg):
+        calls.append(cfg.lr)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return -(math.log10(cfg.lr) - 0.3) ** 2
+
+    space = lambda t: {"lr": t.suggest_float("lr", 0.01, 100, log=True)}  # noqa: E731
+    path = tmp_path / "study.sqlite3"
+    with pytest.raises(KeyboardInterrupt):
+        tune(objective, base, space, n_trials=5, storage=path)
+    first = tune(lambda cfg: (_ for _ in ()).throw(AssertionError("should not run")), base, space, n_trials=2,
+                 storage=path)
+    assert first["n_finished"] == 2 and [t["params"]["lr"] for t in first["trials"][:2]] == calls[:2]
+    res = tune(objective, base, space, n_trials=5, storage=str(path))
+    assert res["n_finished"] == 5 and len(calls) == 6
+    assert [t["state"] for t in res["trials"]].count("complete") == 5
+    best = max((t for t in res["trials"] if t["state"] == "complete"), key=lambda t: t["value"])
+    assert res["best_config"]["lr"] == pytest.approx(best["params"]["lr"]) and res["storage"].startswith("sqlite:///")
+
+
+def test_a_diverged_trial_is_pruned(tmp_path):
+    base = RunConfig(name="nan", encoding={"type": "identity"})
+    res = tune(lambda cfg: float("nan") if cfg.lr > 1 else 1.0, base,
+               lambda t: {"lr": t.suggest_float("lr", 0.1, 10, log=True)}, n_trials=6, storage=tmp_path / "s.db", seed=3)
+    states = {t["state"] for t in res["trials"]}
+    assert states <= {"complete", "pruned"} and res["n_finished"] == 6
+    assert all((t["state"] == "pruned") == (t["params"]["lr"] > 1) for t in res["trials"])
+
+
+def test_tune_task_runs_a_tiny_study(tmp_path):
+    res = I.tune_task("ffe", "camera", 8, 2, 2, str(tmp_path / "t.sqlite3"))
+    assert res["n_finished"] == 2 and res["best_config"]["encoding"]["type"] == "fourier"
+    assert 1 <= res["best_config"]["encoding"]["levels"] <= 16
