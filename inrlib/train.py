@@ -1068,7 +1068,9 @@ def fit_ensemble(
         if peaks[m] is not None:
             h.psnr_source = "full" if s.full_eval else "running"
         histories.append(h)
-    return _train(_Stacked(models), X, Y, s=s, seeds=seeds, peaks=peaks, histories=histories, eval_fn=eval_fn,
+    # one member needs no vectorization: the plain module runs faster and follows the same loop
+    members = _Single(models[0]) if M == 1 else _Stacked(models)
+    return _train(members, X, Y, s=s, seeds=seeds, peaks=peaks, histories=histories, eval_fn=eval_fn,
                   resample=resample, prepare=prepare, raise_on_divergence=False)
 
 

@@ -283,6 +283,13 @@ PAGE_REQUIREMENTS = {
                         "results": lambda n: n["summary"]["chain_a_holds_all"] is True},
     "book/scaling": {"figures": 7, "math": 10, "tables": 8, "widgets": 1,
                      "results": lambda n: len(n["claims"]) >= 26 and all(c["verdict"] for c in n["claims"])},
+    "book/imagenet": {"figures": 3, "math": 8, "tables": 8, "widgets": 1,
+                      "results": lambda n: {f"000.{t}.{e}" for t in ("table2.psnr", "table1.imagenet_msssim")
+                                            for e in ("mpe", "ffe", "baseline")} | {"000.fig5a.order",
+                                                                                    "000.table2.psnr_order"}
+                      <= {c["id"] for c in n["claims"]}
+                      and all(n["tuning"][e]["n_finished"] >= 1 for e in ("mpe", "ffe", "baseline"))
+                      and n["tuning_tiny"] is True and len(n["photos"]) >= 2},
 }
 
 
@@ -330,7 +337,7 @@ def _has_static_explorer(nb_path: Path) -> bool:
     return any(check_pages.EXPLORER in m.get("state", {}).get("_dom_classes", []) for m in state.get("state", {}).values())
 
 
-EXPLORER_PAGES = ["book/theory", "book/scaling"]   # chapters that must carry a static explorer
+EXPLORER_PAGES = ["book/theory", "book/scaling", "book/imagenet"]   # chapters that must carry a static explorer
 
 
 @pytest.mark.book

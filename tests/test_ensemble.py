@@ -180,3 +180,15 @@ def test_bad_ensembles_are_refused_clearly(change, match):
         coords[1], targets[1] = coords[1][:20], targets[1][:20]
     with pytest.raises((ValueError, TypeError), match=match):
         fit_ensemble(models, coords, targets, **kwargs)
+
+
+def test_one_member_is_fit_and_reports_divergence_instead_of_raising():
+    models = members("mpe", 1, dtype=torch.float32)
+    alone = copy.deepcopy(models)
+    coords, targets = member_data(1, dtype=torch.float32)
+    (h,) = fit_ensemble(models, coords, targets, epochs=2, lr=0.5, batch_size=10, seeds=[4], progress=False)
+    ref = fit(alone[0], coords[0], targets[0], epochs=2, lr=0.5, batch_size=10, seed=4, progress=False)
+    assert h.loss == ref.loss and all(torch.equal(a, b) for a, b in zip(models[0].parameters(), alone[0].parameters()))
+    (bad,) = fit_ensemble(members("ffe", 1), coords[0].double(), targets[0].double() * 1e150, epochs=3, lr=0.1,
+                          batch_size=10, progress=False)
+    assert bad.stopped.startswith("diverged in epoch") and "lower the learning rate" in bad.message

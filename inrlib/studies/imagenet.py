@@ -25,11 +25,30 @@ from ..claims import PAPER_VALUES, claim, verdict_from_difference
 from ..experiments import TABLE2, RunConfig, run_ensemble
 from .scaling import TOLERANCES, setting_text
 
-__all__ = ["ENCODINGS", "image_list", "imagenet_task", "summarize", "per_image", "mean_spectra", "spectrum_order",
+__all__ = ["ENCODINGS", "LR_READINGS", "table2_configs", "image_list", "imagenet_task", "summarize", "per_image", "mean_spectra", "spectrum_order",
            "imagenet_claims", "SEARCH_SPACE", "space_rows", "suggest", "tune_task", "setting_text"]
 
 #: Table 2's rows in the paper's order.
 ENCODINGS = tuple(TABLE2)
+
+
+#: How Table 2's learning rates are read: ``"printed"`` uses them as printed with our mean-reduced
+#: loss; ``"summed"`` multiplies each by its batch size times the channels (3), the step a loss
+#: *summed* over the batch's pixels and channels would take (the paper does not state its reduction).
+LR_READINGS = {"printed": "as printed, mean-reduced loss", "summed": "x batch x channels (a summed loss)"}
+
+
+def table2_configs(reading: str, epochs: int, channels: int = 3) -> list[RunConfig]:
+    """Table 2's three configurations for ``epochs`` with their learning rate read as ``reading``
+    (:data:`LR_READINGS`); each config's ``note`` says what changed."""
+    if reading not in LR_READINGS:
+        raise ValueError(f"reading must be one of {sorted(LR_READINGS)}, got {reading!r}")
+    out = []
+    for c in TABLE2.values():
+        lr = c.lr * (c.batch_size * channels if reading == "summed" else 1)
+        out.append(c.replace(epochs=int(epochs), lr=float(lr),
+                             note=f"lr {LR_READINGS[reading]}: {lr:.4g} (Table 2: {c.lr:g}); {epochs} epochs"))
+    return out
 
 
 def image_list(imagenet_root: str | None = None, n_synsets: int = 100, n_images: int | None = None,
@@ -57,18 +76,20 @@ def image_list(imagenet_root: str | None = None, n_synsets: int = 100, n_images:
 
 
 class _FinalPrediction:
-    """``measure`` of :func:`inrlib.experiments.run_ensemble`: the reconstruction at the last epoch."""
+    """``measure`` of :func:`inrlib.experiments.run_ensemble`: the reconstruction at the last epoch
+    and the outputs at the held-out pixels."""
 
-    def __init__(self, coords: torch.Tensor, shape: Sequence[int]):
-        self.coords, self.shape = coords, tuple(shape)
+    def __init__(self, data: Mapping[str, Any]):
+        self.data = data
 
     def __call__(self, model, epoch, kernels, final):
         if not final:
             return None
         dev = next(model.parameters()).device
         with torch.no_grad():
-            pred = model(self.coords.to(dev)).detach().cpu()
-        return {"prediction": pred.numpy().reshape(self.shape).astype(np.float32)}
+            pred = model(self.data["coords"].to(dev)).detach().cpu()
+            held = model(self.data["held_coords"].to(dev)).detach().cpu()
+        return {"prediction": pred.numpy().reshape(self.data["shape"]).astype(np.float32), "heldout": held.numpy()}
 
 
 def imagenet_task(name: str, config: Mapping[str, Any], images: Sequence[str], side: int, seeds: Sequence[int],
@@ -80,29 +101,32 @@ def imagenet_task(name: str, config: Mapping[str, Any], images: Sequence[str], s
     shuffling). At ``ntk_epochs`` the float64 NTK of each network on its photo's pixels gives the
     spectrum (``"total"``) and its rounding floor. Returns one result per photo: :func:`run`'s
     fields plus ``name``, ``path``, ``shape``, ``truth``, ``prediction`` (final), ``psnr`` (of the
-    final output against the photo, all pixels), ``msssim`` and ``msssim_scales`` (of the output
-    clamped to ``[0, 1]``), ``NaN`` for a network that diverged.
+    final output against the photo, all pixels), ``psnr_heldout`` (at pixels halfway between the
+    training pixels, all of them, read from the photo at ``2 side - 1`` px: :func:`inrlib.studies.scaling.image_data`),
+    ``msssim`` and ``msssim_scales`` (of the output clamped to ``[0, 1]``), ``NaN`` for a network
+    that diverged.
     """
-    from ..data import load_image
+    from .scaling import image_data
     if ntk_dtype not in ("float64", "float32"):
         raise ValueError(f"ntk_dtype must be 'float64' or 'float32', got {ntk_dtype!r}")
     if len(images) != len(seeds):
         raise ValueError(f"one seed per image: {len(images)} images, {len(seeds)} seeds")
     cfg = RunConfig.from_dict(config)
-    loaded = [load_image(p, int(side)) for p in images]
-    data = [(c, t) for c, t, _ in loaded]
-    measures = [_FinalPrediction(c, shape) for c, _, shape in loaded]
-    results = run_ensemble(cfg, data, seeds=list(seeds), ntk_epochs=list(ntk_epochs), measure_epochs="end",
-                           measure=measures, device=device, ntk_dtype=getattr(torch, ntk_dtype))
-    for r, path, (c, t, shape) in zip(results, images, loaded):
-        truth = t.numpy().reshape(shape).astype(np.float32)
+    loaded = [image_data(p, int(side), heldout=(2 * int(side) - 1) ** 2) for p in images]   # all between-pixels
+    results = run_ensemble(cfg, [(d["coords"], d["targets"]) for d in loaded], seeds=list(seeds),
+                           ntk_epochs=list(ntk_epochs), measure_epochs="end", measure=[_FinalPrediction(d) for d in loaded],
+                           device=device, ntk_dtype=getattr(torch, ntk_dtype))
+    for r, path, d in zip(results, images, loaded):
+        truth = d["targets"].numpy().reshape(d["shape"]).astype(np.float32)
         end = r["snapshots"].get(cfg.epochs, {}).get("measure") if r["diverged"] is None else None
-        r.update({"name": name, "path": str(path), "shape": shape, "truth": truth,
+        r.update({"name": name, "path": str(path), "shape": d["shape"], "truth": truth,
                   "prediction": end["prediction"] if end else None, "psnr": float("nan"), "msssim": float("nan"),
-                  "msssim_scales": 0})
+                  "msssim_scales": 0, "psnr_heldout": float("nan"), "n_heldout": int(d["held_coords"].shape[0])})
         if end:
             r["psnr"] = _psnr(end["prediction"], truth)
             r["msssim"], r["msssim_scales"] = _ms_ssim(end["prediction"], truth)
+            if r["n_heldout"]:
+                r["psnr_heldout"] = _psnr(end["heldout"], d["held_targets"].numpy())
     return results
 
 
@@ -133,16 +157,18 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
 
 def summarize(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
     """One row per encoding: mean, standard deviation (over photos, ``ddof=1``), min and max of the
-    final PSNR and MS-SSIM, the number of photos and of diverged networks."""
+    final PSNR, MS-SSIM and held-out PSNR, the number of photos and of diverged networks."""
     rows = []
     for name, runs in results.items():
         cfg = runs[0]["config"]
         p, s = _stats([r["psnr"] for r in runs]), _stats([r["msssim"] for r in runs])
+        h = _stats([r.get("psnr_heldout", float("nan")) for r in runs])
         rows.append({"encoding": name, "label": cfg["label"], "setting": setting_text(cfg["encoding"]),
                      "lr": cfg["lr"], "batch_size": cfg["batch_size"], "epochs": cfg["epochs"],
                      "images": len(runs), "diverged": sum(r["diverged"] is not None for r in runs),
                      **{f"psnr_{k}": v for k, v in p.items() if k != "n"},
                      **{f"msssim_{k}": v for k, v in s.items() if k != "n"},
+                     **{f"heldout_{k}": v for k, v in h.items() if k != "n"},
                      "msssim_scales": sorted({r["msssim_scales"] for r in runs if r["msssim_scales"]})})
     return rows
 
@@ -258,10 +284,10 @@ def imagenet_claims(rows: Sequence[Mapping[str, Any]], images: Sequence[Mapping[
 
 #: The search space, per encoding type: ``(parameter, kind, low, high, log)``. The paper says only
 #: that the tuner chose "learning rate, batch size, and encoding specific parameters"; the ranges
-#: are ours, wide around Table 2's values, and the grid is limited as Table 4 limits its grids
+#: are ours, wide around Table 2's values (the learning rate's covers both of :data:`LR_READINGS`), and the grid is limited as Table 4 limits its grids
 #: (at most 3 levels and 3 features per node).
 SEARCH_SPACE: dict[str, list[tuple[str, str, float, float, bool]]] = {
-    "common": [("lr", "float", 0.01, 10.0, True), ("batch_size", "int", 8, 256, True)],
+    "common": [("lr", "float", 0.01, 300.0, True), ("batch_size", "int", 8, 256, True)],
     "identity": [],
     "fourier": [("levels", "int", 1, 16, False)],
     "multigrid": [("features", "int", 1, 3, False), ("levels", "int", 1, 3, False),
