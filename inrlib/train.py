@@ -928,10 +928,12 @@ def fit(
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("none of the model's parameters requires grad; there is nothing to train")
 
+    checked: dict[tuple, tuple] = {}
+
     def prepare(m: int, c: Any, t: Any, epoch: int | None = None) -> tuple[Tensor, Tensor]:
         where = "" if epoch is None else f" from resample (epoch {epoch})"
         X, Y = _prepare_data(c, t, loss=s.loss, device=dev, dtype=dtype, where=where)
-        return X, _match_output_shape(model, X, Y, s.loss)
+        return X, _matched(model, X, Y, s.loss, checked)
 
     X, Y = prepare(0, coords, targets)
     peak = _peak(data_range, Y, s.loss)
@@ -1046,10 +1048,12 @@ def fit_ensemble(
             return list(value)
         return [value] * M
 
+    checked: dict[tuple, tuple] = {}
+
     def prepare(m: int, c: Any, t: Any, epoch: int | None = None) -> tuple[Tensor, Tensor]:
         where = f"[{m}]" if epoch is None else f"[{m}] from resample (epoch {epoch})"
         X, Y = _prepare_data(c, t, loss=s.loss, device=dev, dtype=dtype, where=where)
-        return X, _match_output_shape(models[0], X, Y, s.loss)
+        return X, _matched(models[0], X, Y, s.loss, checked)
 
     data = [prepare(m, c, t) for m, (c, t) in enumerate(zip(per_member(coords, "coords"),
                                                                per_member(targets, "targets")))]
@@ -1092,6 +1096,18 @@ def _check_same_architecture(models: list[nn.Module]) -> None:
             diff = next((a, b) for a, b in zip(first + [None] * len(sig), sig + [None] * len(first)) if a != b)
             raise ValueError(f"models[{i}] differs from models[0] in {diff[1]} (vs {diff[0]}): ensemble members "
                              "must have the same parameters and buffers (names, shapes, dtypes, devices)")
+
+
+def _matched(model: nn.Module, X: Tensor, Y: Tensor, loss: str, checked: dict[tuple, tuple]) -> Tensor:
+    """:func:`_match_output_shape`, run once per kind of data (feature count, target shape after the
+    first axis): resampled epochs of the same kind reuse the answer instead of running the model
+    again (the model, and so whether it outputs probabilities for ``"bce"``, is the same)."""
+    kind = (X.shape[1], tuple(Y.shape[1:]))
+    if kind in checked:
+        return Y.reshape((Y.shape[0],) + checked[kind])
+    Y = _match_output_shape(model, X, Y, loss)
+    checked[kind] = tuple(Y.shape[1:])
+    return Y
 
 
 def _match_output_shape(model: nn.Module, X: Tensor, Y: Tensor, loss: str) -> Tensor:

@@ -290,6 +290,11 @@ PAGE_REQUIREMENTS = {
                       <= {c["id"] for c in n["claims"]}
                       and all(n["tuning"][e]["n_finished"] >= 1 for e in ("mpe", "ffe", "baseline"))
                       and n["tuning_tiny"] is True and len(n["photos"]) >= 2},
+    "book/occupancy": {"figures": 3, "math": 10, "tables": 5, "widgets": 0,
+                       "results": lambda n: {"000.fig5b.order", "000.fig5b.min_eig_ffe_close_to_mpe"}
+                       | {f"000.appE.iou_order.{m['name']}" for m in n["meshes"]} <= {c["id"] for c in n["claims"]}
+                       and len(n["meshes"]) >= 1 and len(n["rows"]) == 3 * len(n["meshes"])
+                       and {"output", "logit"} <= set(n["spectra"])},
 }
 
 

@@ -23,6 +23,7 @@ import torch
 
 from ..claims import PAPER_VALUES, claim, verdict_from_difference
 from ..experiments import TABLE2, RunConfig, run_ensemble
+from ..spectra import mean_resampled, ordered_fraction
 from .scaling import TOLERANCES, setting_text
 
 __all__ = ["ENCODINGS", "LR_READINGS", "table2_configs", "image_list", "imagenet_task", "summarize", "per_image", "mean_spectra", "spectrum_order",
@@ -189,37 +190,19 @@ def per_image(results: Mapping[str, Sequence[Mapping[str, Any]]], labels: Sequen
 
 
 def mean_spectra(runs: Sequence[Mapping[str, Any]], epoch: int, length: int = 8000) -> dict[str, Any] | None:
-    """Fig. 5a's curve for one encoding at ``epoch``: each photo's spectrum resampled to ``length``
-    values (:func:`inrlib.ntk.resample_spectrum`, log-linear, values below its rounding floor
-    clipped to it), then across photos the mean of ``log10 lambda`` (``mean``, as ``10**``), the
-    10th and 90th percentiles (``lo``, ``hi``) and the mean log floor (``floor``). ``None`` when
-    no photo has a spectrum at that epoch (every network diverged before it)."""
-    from ..ntk import resample_spectrum
-    logs, floors = [], []
-    for r in runs:
-        snap = r["snapshots"].get(epoch, {})
-        if "spectra" not in snap:
-            continue
-        ev, fl = snap["spectra"]["total"], snap["floors"]["total"]
-        positive = ev[ev > 0]
-        lo = max(fl, positive.min() if positive.size else fl)
-        logs.append(np.log10(resample_spectrum(ev, length, floor=lo)))
-        floors.append(math.log10(lo) if lo > 0 else float("nan"))
-    if not logs:
-        return None
-    L = np.stack(logs)
-    return {"mean": 10 ** L.mean(0), "lo": 10 ** np.percentile(L, 10, axis=0), "hi": 10 ** np.percentile(L, 90, axis=0),
-            "floor": 10 ** float(np.nanmean(floors)), "n": len(logs), "epoch": int(epoch)}
+    """Fig. 5a's curve for one encoding at ``epoch`` (:func:`inrlib.spectra.mean_resampled` of every
+    photo's ``"total"`` spectrum there); ``None`` when no photo has one (all diverged before it)."""
+    pairs = [(r["snapshots"][epoch]["spectra"]["total"], r["snapshots"][epoch]["floors"]["total"])
+             for r in runs if "spectra" in r["snapshots"].get(epoch, {})]
+    out = mean_resampled(pairs, length)
+    if out is not None:
+        out["epoch"] = int(epoch)
+    return out
 
 
 def spectrum_order(curves: Mapping[str, Mapping[str, Any]], order: Sequence[str] = ("mpe", "ffe", "baseline")) -> dict:
-    """Where the mean spectra are ordered ``order[0] > order[1] > ...``: the fraction of indices
-    (among those where every curve is above its floor) and of all indices."""
-    means = [curves[n]["mean"] for n in order]
-    above = np.all([m > curves[n]["floor"] for m, n in zip(means, order)], axis=0)
-    ordered = np.all([a > b for a, b in zip(means[:-1], means[1:])], axis=0)
-    return {"resolved": float(above.mean()), "ordered_resolved": float(ordered[above].mean()) if above.any() else float("nan"),
-            "ordered_all": float(ordered.mean())}
+    """:func:`inrlib.spectra.ordered_fraction` of the mean spectra, MPE > FFE > baseline by default."""
+    return ordered_fraction(curves, order)
 
 
 def imagenet_claims(rows: Sequence[Mapping[str, Any]], images: Sequence[Mapping[str, Any]],
