@@ -337,7 +337,7 @@ claims = S.occupancy_claims(rows, curves["output"][end], context, logit_curves=c
 counts = verdict_counts(claims)
 display(Markdown(", ".join(f"**{v}**: {counts[v]}" for v in VERDICTS) + f" (of {len(claims)} claims)."))
 display(Markdown(markdown_table(claims, {
-    "claim": lambda c: f"`{c['id']}`", "ours": lambda c: "-" if c["ours"] is None else (
+    "claim": lambda c: f"`{c['id']}`", "ours (IoU: MPE / FFE / baseline)": lambda c: "-" if c["ours"] is None else (
         c["ours"] if isinstance(c["ours"], str) else f"{c['ours']:.3g}"), "verdict": "verdict"})))
 display(Markdown(f"*All claims: {context}*\n\n" + "\n".join(
     f"- `{c['id']}` ({c['verdict']}): the paper: *\"{c['paper_value']}\"* " + c["note"].replace(context, "").strip()
