@@ -28,7 +28,8 @@ class CoordinateMLP(nn.Module):
         out_features: output channels (1 grayscale / occupancy, 3 RGB).
         activation: ``"relu"`` / ``"tanh"`` (with ``parameterization``), ``"sine"`` (SIREN,
             ``w0``), ``"simple_sine"`` (paper 001, ``w``), ``"staf"`` (paper 002, ``tau``,
-            ``staf_shared``, ``w0``).
+            ``staf_shared``, ``w0``, ``staf_init``: ``"normal"`` or ``"laplace"`` amplitudes, see
+            :class:`inrlib.layers.STAF`).
         parameterization: ``"ntk"`` (paper 000, Appendix A.1) or ``"standard"``; the
             sinusoidal networks use their own (standard-parameterized) initializations.
         output_activation: ``None`` or ``"sigmoid"`` (occupancy).
@@ -40,7 +41,7 @@ class CoordinateMLP(nn.Module):
     def __init__(self, encoding: nn.Module | Mapping[str, Any], hidden: Sequence[int], out_features: int = 1,
                  activation: str = "relu", *, parameterization: str = "ntk", beta: float = 0.1,
                  w0: float = 30.0, w: float = 1.0, trainable_w: bool = False, tau: int = 5,
-                 staf_shared: bool = False, output_activation: str | None = None):
+                 staf_shared: bool = False, staf_init: str = "normal", output_activation: str | None = None):
         super().__init__()
         if isinstance(encoding, Mapping):
             encoding = build_encoding(encoding)
@@ -64,7 +65,8 @@ class CoordinateMLP(nn.Module):
         self.activation, self.parameterization = activation, parameterization
         self.config = dict(hidden=hidden, out_features=int(out_features), activation=activation,
                            parameterization=parameterization, beta=beta, w0=w0, w=w, trainable_w=trainable_w,
-                           tau=tau, staf_shared=staf_shared, output_activation=output_activation)
+                           tau=tau, staf_shared=staf_shared, staf_init=staf_init,
+                           output_activation=output_activation)
 
         widths = [encoding.out_features] + hidden
         layers: list[nn.Module] = []
@@ -82,7 +84,7 @@ class CoordinateMLP(nn.Module):
                 bound = 1.0 / n_in if first else math.sqrt(6.0 / n_in) / w0
                 nn.init.uniform_(dense.weight, -bound, bound)
                 nn.init.uniform_(dense.bias, -1 / math.sqrt(n_in), 1 / math.sqrt(n_in))
-                layers += [dense, STAF(n_out, tau, shared=staf_shared, w0=w0)]
+                layers += [dense, STAF(n_out, tau, shared=staf_shared, w0=w0, amplitude_init=staf_init)]
         last = Dense(widths[-1], out_features, parameterization=parameterization if activation in ("relu", "tanh")
                      else "standard", beta=beta)
         if activation in ("sine", "staf"):

@@ -1,0 +1,99 @@
+"""Papers 001 and 002 studies: the sine network's closed-form NTK, bandwidths, Lemma 1, STAF's
+initialization and its Kronecker equivalence, each against an independent computation."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.linalg import toeplitz
+
+from inrlib.ntk import empirical_ntk
+from inrlib.studies import bandwidth as B
+from inrlib.studies import staf as T
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
+
+
+def test_expected_ntk_is_the_mean_of_empirical_kernels():
+    """Average the empirical NTK over 300 random narrow networks: it converges to the closed form,
+    within a few Monte Carlo standard errors, entry by entry."""
+    x = torch.tensor([[0.0], [0.1], [0.35], [0.8], [1.0]], dtype=torch.float64)
+    Ks = torch.stack([empirical_ntk(B.sine_net("simple", 16, 1, w=3.0, seed=s, dtype=torch.float64), x)
+                      for s in range(300)])
+    E = B.expected_ntk(x, w=3.0, width=16)
+    se = Ks.std(0) / math.sqrt(len(Ks))
+    assert float(((Ks.mean(0) - E).abs() / se).max()) < 4.5
+    # and a wrong width or w would be far off
+    assert float(((Ks.mean(0) - B.expected_ntk(x, w=3.0, width=20)).abs() / se).max()) > 6
+
+
+def test_bandwidth_of_the_closed_form_is_the_prediction():
+    x = torch.linspace(0, 1, 200, dtype=torch.float64)[:, None]
+    for w in (4.0, 10.0):
+        G = B.expected_ntk(x, w=w, width=10 ** 7).numpy()          # the output-weight term dominates: ~ G
+        m = B.measured_bandwidth(G, 1 / 199)
+        assert m["bandwidth"] == pytest.approx(B.predicted_bandwidth(w), rel=0.01)
+        assert m["tail"] == pytest.approx(2 * (1 - 0.9965), abs=0.003)      # P(|Z| > 4 * 0.6745) = 0.0070
+        assert B.shift_invariance_error(G) < 1e-3
+
+
+def test_shift_invariance_error_is_zero_for_toeplitz_and_not_otherwise():
+    r = np.exp(-np.arange(50) / 7.0)
+    assert B.shift_invariance_error(toeplitz(r)) < 1e-14
+    x = np.linspace(0, 1, 50)
+    assert B.shift_invariance_error(np.outer(x, x) + np.eye(50)) > 0.3
+
+
+def test_band_limited_signal_has_its_maximum_frequency():
+    x = np.arange(2 ** 16) / 1024                      # 64 units long: 1/64-cycle resolution
+    y = B.band_limited_signal(x, 12.0, seed=3)
+    spec = np.abs(np.fft.rfft(y * np.hanning(y.size)))
+    f = np.fft.rfftfreq(y.size, d=1 / 1024)
+    assert np.abs(y).max() == pytest.approx(1.0)
+    assert spec[np.abs(f - 12.0) < 0.05].max() > 0.1 * spec.max()          # the top frequency is there
+    assert spec[f > 12.5].max() < 1e-3 * spec.max()                        # and nothing above it
+
+
+def test_lemma1_through_the_library_layers():
+    r = B.lemma1_check(128, seed=1)
+    assert r["predicted"] == pytest.approx(2 / 128)
+    assert abs(r["siren"] - r["predicted"]) < 4 * r["se_siren"]
+    assert abs(r["simple"] - r["predicted"]) < 4 * r["se_simple"]
+
+
+def test_layer_activations_are_the_sine_inputs_and_outputs():
+    m = B.sine_net("siren", 8, 2, dim=2, w=30.0, seed=0, dtype=torch.float64)
+    x = torch.rand(5, 2, dtype=torch.float64)
+    acts = B.layer_activations(m, x)
+    assert len(acts) == 2
+    np.testing.assert_allclose(np.sin(acts[0]["pre"]), acts[0]["post"], atol=1e-12)
+    first = m.mlp[0]
+    np.testing.assert_allclose(acts[0]["pre"], (30.0 * first(x)).reshape(-1).detach().numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("init, var", [("normal", 1.0), ("laplace", 0.25)])
+def test_staf_post_activations_are_exactly_normal(init, var):
+    assert T.laplace_variance(3) == T.laplace_variance(9) == 0.25
+    v = T.post_activation_draws(init, 5, z=-1.3, draws=100_000, seed=2)
+    assert v.var() == pytest.approx(var, rel=0.02)
+    ks = T.ks_against_normal(v / math.sqrt(var))
+    assert ks["ks"] < ks["critical"]
+    # and a wrong variance is detected by the same statistic
+    assert T.ks_against_normal(v / math.sqrt(var) * 1.1)["ks"] > ks["critical"]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_staf_network_is_a_sine_network_of_width_n_tau(shared):
+    m = T.net("STAF", 12, 3, tau=4, seed=5, dtype=torch.float64, shared=shared)
+    layers = T.sine_equivalent(m)
+    assert [tuple(W.shape) for W, _ in layers] == [(48, 2), (48, 48), (48, 48), (1, 48)]
+    x = torch.rand(64, 2, dtype=torch.float64)
+    with torch.no_grad():
+        assert float((T.run_equivalent(layers, x) - m(x)).abs().max()) < 1e-12
+    if shared:             # W' = omega (x) W for the first layer
+        d, a = m.mlp[0], m.mlp[1]
+        W = d.w_scale * d.weight.detach()
+        kron = torch.kron(W, a.frequencies.detach()[:, None])
+        torch.testing.assert_close(layers[0][0], kron, rtol=1e-12, atol=1e-12)
