@@ -295,6 +295,17 @@ PAGE_REQUIREMENTS = {
                        | {f"000.appE.iou_order.{m['name']}" for m in n["meshes"]} <= {c["id"] for c in n["claims"]}
                        and len(n["meshes"]) >= 1 and len(n["rows"]) == 3 * len(n["meshes"])
                        and {"output", "logit"} <= set(n["spectra"])},
+    "book/sinusoidal_bandwidth": {"figures": 5, "math": 20, "tables": 4, "widgets": 1,
+                                  "results": lambda n: {"001.lemma1", "001.ntk_low_pass", "001.bandwidth_grows_with_w",
+                                                        "001.best_w_tracks_signal_frequency", "001.simple_matches_siren"}
+                                  <= {c["id"] for c in n["claims"]} and n["lemma1"]["n"] > 1000
+                                  and len(n["bandwidth"]) == 3 * len(n["tuning"]) // len({r["max_frequency"] for r in n["tuning"]})},
+    "book/staf_init": {"figures": 4, "math": 10, "tables": 4, "widgets": 1,
+                       "results": lambda n: {"002.init_standard_normal", "002.kronecker_equivalence",
+                                             "002.ntk_spectrum_changes", "002.psnr_vs_siren"}
+                       <= {c["id"] for c in n["claims"]}
+                       and {c["id"]: c for c in n["claims"]}["002.kronecker_equivalence"]["verdict"] == "holds"
+                       and len(n["comparison"]) == 5},
 }
 
 
@@ -342,7 +353,7 @@ def _has_static_explorer(nb_path: Path) -> bool:
     return any(check_pages.EXPLORER in m.get("state", {}).get("_dom_classes", []) for m in state.get("state", {}).values())
 
 
-EXPLORER_PAGES = ["book/theory", "book/scaling", "book/imagenet"]   # chapters that must carry a static explorer
+EXPLORER_PAGES = ["book/theory", "book/scaling", "book/imagenet", "book/sinusoidal_bandwidth", "book/staf_init"]   # chapters that must carry a static explorer
 
 
 @pytest.mark.book

@@ -133,11 +133,11 @@ TRAIN_LR = {"STAF": 1e-3, "STAF (Laplace init)": 1e-3, "SIREN": 1e-4, "simple si
 
 
 def train_and_kernels(label: str, image: str, side: int, *, width: int, depth: int, epochs: int, tau: int = 5,
-                      seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+                      seed: int = 0, device: str = "cpu", name: str = "") -> dict[str, Any]:
     """One network of :data:`NETWORKS` on a grayscale photo (all ``side^2`` pixels, Adam full batch at
     :data:`TRAIN_LR`): the float64 NTK spectrum on those pixels at initialization and after training,
     the final PSNR (training pixels, and held-out pixels halfway between them) and the parameter count.
-    A sweep task (plain arguments)."""
+    A sweep task (plain arguments; ``name`` only labels its saved file)."""
     from ..metrics import psnr
     from ..ntk import empirical_ntk, rounding_floor, spectrum
     from ..train import TrainingDiverged, fit
