@@ -91,7 +91,7 @@ from matplotlib.figure import Figure
 from inrlib.book import ChapterResults, markdown_table, profile_value, resolve_device
 from inrlib.claims import VERDICTS, claim, verdict_counts
 from inrlib.ntk import empirical_ntk, rounding_floor, spectrum
-from inrlib.plotting import image_grid, plot_spectrum
+from inrlib.plotting import clip_below_floor, image_grid, plot_spectrum
 from inrlib.studies import bandwidth as S
 from inrlib.studies.scaling import kendall_tau
 from inrlib.widgets import figure_png, show_figure, static_explorer
@@ -345,7 +345,8 @@ claims.append(claim("001.simple_matches_siren", d_psnr, "holds" if d_psnr >= -1.
 # ## Explorer: $w$ moves the kernel, its spectrum and the fit
 #
 # Precomputed for every $w$ of the ladder (depth 2, `width` wide): the kernel's row at $x = 1/2$,
-# its eigenvalues with the rounding floor, and the network's fit of the first test signal.
+# its eigenvalues with the rounding floor, and the network's fit of the highest-frequency test
+# signal (the line: its held-out PSNR).
 
 # %% tags=["hide-input"]
 f0 = frequencies[-1]
@@ -360,9 +361,10 @@ def explorer_picture(idx):
     a, b, c = fig.subplots(1, 3)
     a.plot(x1[:, 0].numpy(), K[n_grid // 2] / K[n_grid // 2, n_grid // 2])
     a.set_ylim(-0.3, 1.05)
-    a.set_title(f"w = {w:g}: K(x, 1/2), bandwidth {S.predicted_bandwidth(w):.2f}", fontsize=8)
-    plot_spectrum(b, ev, floor=rounding_floor(K, ev))
-    b.set_ylim(max(ev[-1], 1e-14) / 10, ev[0] * 3)
+    a.set_title(f"w = {w:g}: K(x, 1/2), predicted bandwidth {S.predicted_bandwidth(w):.2f}", fontsize=8)
+    fl = rounding_floor(K, ev)
+    plot_spectrum(b, ev, floor=fl)
+    clip_below_floor(b, [fl], decades=2)
     b.set_title("NTK eigenvalues (dotted: rounding floor)", fontsize=8)
     xf = np.linspace(0, 1, r["fit"].size)
     c.plot(xf, r["truth"], "k", lw=0.8, label="signal")
