@@ -81,7 +81,7 @@ from inrlib.studies.weyl import (APPROX_MAX_FRACTION, APPROX_MIN_RATIO, chain_b_
                                  weyl_study)
 from inrlib.widgets import show_figure
 
-resolution = resolution or profile_value(profile, smoke=8, quick=64, paper=128)
+resolution = resolution or profile_value(profile, smoke=8, quick=48, paper=128)
 epochs = epochs or profile_value(profile, smoke=2, quick=20, paper=300)
 lr = lr or profile_value(profile, smoke=1.0, quick=10.0, paper=10.0)
 batch_size = batch_size or profile_value(profile, smoke=16, quick=64, paper=32)
