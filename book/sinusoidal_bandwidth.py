@@ -198,8 +198,7 @@ show_figure(fig)
 # deviation from a function of $x - x'$ (the Frobenius distance to the Toeplitz matrix of its diagonal
 # means, relative), and its bandwidth, measured as the median frequency of the Fourier transform of
 # its diagonal-mean profile, against {eq}`sine-bandwidth`; and how much of its spectral mass lies
-# above 4 times that bandwidth (0.7 % for a Gaussian filter; about 1 - 4 f_{1/2} / f_Nyquist for an
-# all-pass one).
+# above 4 times that bandwidth (0.7 % for a Gaussian filter).
 
 # %% tags=["hide-input"]
 spacing = 1.0 / (n_grid - 1)
