@@ -4,6 +4,7 @@
 #   make test      everything: unit tests, a smoke build of the book, its pages in headless chromium
 #   make chapter CHAPTER=theory PARAMS="-p profile paper -p device cuda"
 #                  re-execute one chapter with any parameters, rebuild the HTML with it
+#   make lab       JupyterLab on 127.0.0.1 (PORT=8888): the chapters open as notebooks, live explorers
 #   make check-pages   check the built _build/html in headless chromium (+ screenshots)
 #   make bench     the benchmarks          make venv   the environment       make clean
 #   make mutants MODULE=inrlib/spectra.py TESTS=tests/test_claims.py   mutation testing (slow; not in CI)
@@ -34,10 +35,10 @@ STAMP   := $(VENV)/.inrlib-installed
 # kernels matplotlib's inline backend).
 export MPLBACKEND := Agg
 
-.PHONY: help venv vendor book _book chapter check-pages test chromium bench mutants clean distclean
+.PHONY: help venv vendor book _book chapter lab check-pages test chromium bench mutants clean distclean
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------- environment
 venv: $(STAMP)
@@ -45,7 +46,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0 -c constraints.txt
-	$(PY) -m pip install -q -e '.[book,test]' -c constraints.txt
+	$(PY) -m pip install -q -e '.[book,lab,test]' -c constraints.txt
 	$(PY) -m ipykernel install --sys-prefix --name inrlib --display-name "Python (inrlib)" >/dev/null
 	@touch $@
 
@@ -79,6 +80,11 @@ _book: $(EXECUTED)
 chapter: venv vendor
 	@test -n "$(CHAPTER)" || { echo 'usage: make chapter CHAPTER=theory [PARAMS="-p profile paper -p device cuda"]' >&2; exit 2; }
 	$(PY) $(PIPE) chapter $(CHAPTER) $(PARAMS) --toc $(TOC) --config $(CONFIG) --build $(BUILD) --results $(BUILD)/results $(EXEC_FLAGS) $(HTML_FLAGS)
+
+# ---------------------------------------------------------------- live notebooks
+PORT ?=
+lab: venv
+	$(PY) scripts/lab.py $(if $(PORT),--port $(PORT))
 
 check-pages: chromium
 	$(PY) scripts/check_pages.py --build $(BUILD)

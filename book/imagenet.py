@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: Python (inrlib)
 #     language: python
-#     name: python3
+#     name: inrlib
 #   mystnb:
 #     render_markdown_format: myst
 # ---
@@ -76,7 +76,7 @@ from inrlib.data import load_image
 from inrlib.experiments import TABLE2, sweep
 from inrlib.plotting import clip_below_floor, error_map, floor_line, image_grid
 from inrlib.studies import imagenet as S
-from inrlib.widgets import figure_png, show_figure, static_explorer
+from inrlib.widgets import explorer, figure_png, show_figure
 
 n_images = n_images or profile_value(profile, smoke=2, quick=4, paper=20)
 side = side or profile_value(profile, smoke=12, quick=32, paper=96)
@@ -303,8 +303,8 @@ def gallery_picture(idx):
     return figure_png(fig, 72)
 
 
-static_explorer([("photo", [f"{p['id']}: {p['label']}" for p in photos]), ("lr reading", readings)], gallery_picture,
-                sliders=(), caption=f"{side} x {side} px, {epochs} epochs; error colour scale 0 to 0.25.")
+explorer([("photo", [f"{p['id']}: {p['label']}" for p in photos]), ("lr reading", readings)], gallery_picture,
+         sliders=(), caption=f"{side} x {side} px, {epochs} epochs; error colour scale 0 to 0.25.")
 
 # %% [markdown]
 # ## Re-tuning with Optuna

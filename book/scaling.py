@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: Python (inrlib)
 #     language: python
-#     name: python3
+#     name: inrlib
 #   mystnb:
 #     render_markdown_format: myst
 # ---
@@ -82,7 +82,7 @@ from inrlib.plotting import (clip_below_floor, error_map, image_grid, image_pane
 from inrlib.spectra import compare_at, resolved_fraction
 from inrlib.studies import scaling as S
 from inrlib.train import resolve_epochs
-from inrlib.widgets import figure_png, show_figure, static_explorer
+from inrlib.widgets import explorer, figure_png, show_figure
 
 side = side or profile_value(profile, smoke=12, quick=48, paper=128)
 epochs = epochs or profile_value(profile, smoke=4, quick=60, paper=300)
@@ -388,7 +388,7 @@ display(Markdown(markdown_table(orders_rows, {
 #
 # The reconstruction, its error map and the NTK spectrum (with the baseline's at the same epoch and
 # both rounding floors) for any encoding at any snapshot epoch. The pictures are precomputed; the
-# controls work on this page without a kernel.
+# controls work on this page without a kernel; in JupyterLab (`make lab`) the kernel draws each picture on demand.
 
 # %% tags=["hide-input"]
 def explorer_picture(idx):
@@ -416,8 +416,8 @@ def explorer_picture(idx):
     return figure_png(fig, 72)
 
 
-static_explorer([("encoding", [labels[n] for n in names]), ("epoch", [str(e) for e in ntk_at])], explorer_picture,
-                sliders=("epoch",), caption=f"{shape_text} photo; {epochs} epochs of SGD at lr {lr:g}.")
+explorer([("encoding", [labels[n] for n in names]), ("epoch", [str(e) for e in ntk_at])], explorer_picture,
+         sliders=("epoch",), caption=f"{shape_text} photo; {epochs} epochs of SGD at lr {lr:g}.")
 
 # %% [markdown]
 # ## Appendix C: what the grids learn, and activation regions

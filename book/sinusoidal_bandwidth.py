@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: Python (inrlib)
 #     language: python
-#     name: python3
+#     name: inrlib
 #   mystnb:
 #     render_markdown_format: myst
 # ---
@@ -94,7 +94,7 @@ from inrlib.ntk import empirical_ntk, rounding_floor, spectrum
 from inrlib.plotting import clip_below_floor, image_grid, plot_spectrum
 from inrlib.studies import bandwidth as S
 from inrlib.studies.scaling import kendall_tau
-from inrlib.widgets import figure_png, show_figure, static_explorer
+from inrlib.widgets import explorer, figure_png, show_figure
 
 width = width or profile_value(profile, smoke=64, quick=256, paper=1024)
 n_grid = n_grid or profile_value(profile, smoke=32, quick=128, paper=256)
@@ -374,8 +374,8 @@ def explorer_picture(idx):
     return figure_png(fig, 72)
 
 
-static_explorer([("w", [f"{w:g}" for w in ws])], explorer_picture, sliders=("w",),
-                caption=f"depth 2, width {width}; the fit: 2 x 128, {fit_epochs} Adam epochs.")
+explorer([("w", [f"{w:g}" for w in ws])], explorer_picture, sliders=("w",),
+         caption=f"depth 2, width {width}; the fit: 2 x 128, {fit_epochs} Adam epochs.")
 
 # %% [markdown]
 # ## Findings

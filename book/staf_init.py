@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: Python (inrlib)
 #     language: python
-#     name: python3
+#     name: inrlib
 #   mystnb:
 #     render_markdown_format: myst
 # ---
@@ -90,7 +90,7 @@ from inrlib.plotting import clip_below_floor, image_grid, plot_spectrum
 from inrlib.spectra import compare_at
 from inrlib.studies import staf as S
 from inrlib.studies.bandwidth import layer_activations
-from inrlib.widgets import figure_png, show_figure, static_explorer
+from inrlib.widgets import explorer, figure_png, show_figure
 
 width = width or profile_value(profile, smoke=32, quick=256, paper=256)
 depth = depth or profile_value(profile, smoke=2, quick=5, paper=5)
@@ -205,8 +205,8 @@ def explorer_picture(idx):
     return figure_png(fig, 72)
 
 
-static_explorer([("network", list(layer_acts)), ("layer", [str(l + 1) for l in range(depth)])], explorer_picture,
-                sliders=("layer",), caption=f"{depth} x {width}, tau = {tau}, w0 = {w0:g}; black: N(0, 1).")
+explorer([("network", list(layer_acts)), ("layer", [str(l + 1) for l in range(depth)])], explorer_picture,
+         sliders=("layer",), caption=f"{depth} x {width}, tau = {tau}, w0 = {w0:g}; black: N(0, 1).")
 
 # %% [markdown]
 # ## A STAF network is a sine network of width $n\tau$

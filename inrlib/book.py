@@ -132,12 +132,13 @@ def _repo_root(start: Path) -> Path | None:
 
 
 def results_dir(profile: str | None = None) -> Path:
-    """Folder for results JSON: ``$INRLIB_RESULTS_DIR``, else ``<repo>/_build/results/<profile>``."""
+    """Folder for results JSON: ``$INRLIB_RESULTS_DIR``, else ``$INRLIB_RESULTS_BASE/<profile>`` (``make
+    lab`` sets it to ``_build/lab/results``), else ``<repo>/_build/results/<profile>``."""
     env = os.environ.get("INRLIB_RESULTS_DIR")
     if env:
         return Path(env)
     cwd = Path.cwd().resolve()
-    base = (_repo_root(cwd) or cwd) / "_build" / "results"
+    base = Path(os.environ.get("INRLIB_RESULTS_BASE") or (_repo_root(cwd) or cwd) / "_build" / "results")
     return base / _check_profile(profile) if profile else base
 
 

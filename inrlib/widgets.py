@@ -31,6 +31,8 @@ __all__ = [
     "ntk_explorer",
     "png_html",
     "static_explorer",
+    "live_explorer",
+    "explorer",
     "choice_stack",
     "theory_static_explorer",
     "STATIC_CLASS",
@@ -38,6 +40,8 @@ __all__ = [
 
 #: CSS class of every static explorer's root box (the page tests look for it).
 STATIC_CLASS = "inrlib-static-explorer"
+#: CSS class of every kernel-backed explorer's root box (the JupyterLab test looks for it).
+LIVE_CLASS = "inrlib-live-explorer"
 
 #: Encodings the 1D explorer offers: label -> key.
 ENCODINGS = {"none (baseline MLP)": "none", "Fourier features (FFE)": "fourier", "multigrid (MPE)": "multigrid"}
@@ -285,6 +289,7 @@ def ntk_explorer(*, n_points: int = 128, width: int = 128, depth: int = 2, seed:
         message,
     ]
     box.controls, box.image, box.message = controls, image, message
+    box.add_class(LIVE_CLASS)
     render()
     return box
 
@@ -319,21 +324,7 @@ def static_explorer(axes: Sequence[tuple[str, Sequence[str]]], picture, *, capti
 
     import ipywidgets as W
 
-    axes = [(str(name), [str(o) for o in options]) for name, options in axes]
-    if not axes or any(not options for _, options in axes):
-        raise ValueError("static_explorer needs at least one axis, each with at least one option")
-    unknown = set(sliders) - {name for name, _ in axes}
-    if unknown:
-        raise ValueError(f"sliders {sorted(unknown)} are not axes; axes: {[n for n, _ in axes]}")
-    style = {"description_width": "initial"}
-    controls = {}
-    for name, options in axes:
-        if name in sliders:
-            controls[name] = W.SelectionSlider(options=options, value=options[0], description=name, style=style,
-                                               continuous_update=True, layout=W.Layout(width="420px"))
-        else:
-            controls[name] = W.Dropdown(options=list(zip(options, range(len(options)))), value=0, description=name,
-                                        style=style)
+    axes, controls = _axis_controls(axes, sliders, continuous=True)   # switching a picture is free
     levels: list[list] = [[] for _ in axes]
     pictures: dict[tuple[int, ...], Any] = {}
 
@@ -363,6 +354,91 @@ def static_explorer(axes: Sequence[tuple[str, Sequence[str]]], picture, *, capti
     box.add_class(STATIC_CLASS)
     box.controls, box.links, box.pictures = controls, links, pictures
     return box
+
+
+def _axis_controls(axes: Sequence[tuple[str, Sequence[str]]], sliders: Sequence[str], continuous: bool):
+    """One control per axis (``index`` = the chosen option): a ``SelectionSlider`` for the axes named
+    in ``sliders`` (updating while dragged when ``continuous``), a ``Dropdown`` for the others.
+    Returns ``(axes, {name: control})``."""
+    import ipywidgets as W
+
+    axes = [(str(name), [str(o) for o in options]) for name, options in axes]
+    if not axes or any(not options for _, options in axes):
+        raise ValueError("an explorer needs at least one axis, each with at least one option")
+    if len({name for name, _ in axes}) != len(axes):
+        raise ValueError(f"explorer axes need distinct names, got {[n for n, _ in axes]}")
+    unknown = set(sliders) - {name for name, _ in axes}
+    if unknown:
+        raise ValueError(f"sliders {sorted(unknown)} are not axes; axes: {[n for n, _ in axes]}")
+    style = {"description_width": "initial"}
+    controls = {}
+    for name, options in axes:
+        if name in sliders:
+            controls[name] = W.SelectionSlider(options=options, value=options[0], description=name, style=style,
+                                               continuous_update=continuous, layout=W.Layout(width="420px"))
+        else:
+            controls[name] = W.Dropdown(options=list(zip(options, range(len(options)))), value=0, description=name,
+                                        style=style)
+    return axes, controls
+
+
+def live_explorer(axes: Sequence[tuple[str, Sequence[str]]], picture, *, caption: str = "",
+                  sliders: Sequence[str] = ()):
+    """The kernel-backed twin of :func:`static_explorer`: the same controls, but each picture is
+    computed by ``picture(indices)`` when a control moves (and cached), not all up front.
+
+    Building it costs one picture instead of ``prod(len(options))``; moving a control needs a live
+    kernel (JupyterLab). Errors from ``picture`` are shown in the widget's message line, not raised.
+    Returns the root ``VBox`` (CSS class :data:`LIVE_CLASS`) with ``.controls`` (by name),
+    ``.image`` (the HTML widget holding the picture), ``.message``, ``.indices`` (the setting
+    shown) and ``.pictures`` (``{indices: HTML}`` computed so far).
+    """
+    import ipywidgets as W
+
+    axes, controls = _axis_controls(axes, sliders, continuous=False)  # draw once the control settles
+    image = W.HTML(layout=W.Layout(width="100%"))
+    image.add_class("inrlib-explorer-picture")
+    message = W.HTML()
+    box = W.VBox()
+    box.pictures = {}
+
+    def render(change=None):
+        indices = tuple(int(c.index) for c in controls.values())
+        try:
+            if indices not in box.pictures:
+                pic = picture(indices)
+                box.pictures[indices] = pic if isinstance(pic, str) else png_html(pic, alt=" / ".join(
+                    f"{n}: {o[i]}" for (n, o), i in zip(axes, indices)))
+        except Exception as err:  # noqa: BLE001 - shown in the widget, which stays usable
+            message.value = f"<span style='color:#b00'>cannot draw this setting: {err}</span>"
+            return
+        message.value = ""
+        box.indices = indices
+        image.value = box.pictures[indices]
+
+    for c in controls.values():
+        c.observe(render, names="index")
+    children = [W.HBox(list(controls.values()))]
+    if caption:
+        children.append(W.HTML(f"<small>{caption}</small>"))
+    box.children = children + [image, message]
+    box.add_class(LIVE_CLASS)
+    box.controls, box.image, box.message = controls, image, message
+    render()
+    return box
+
+
+def explorer(axes: Sequence[tuple[str, Sequence[str]]], picture, *, caption: str = "", sliders: Sequence[str] = (),
+             live: bool | None = None):
+    """A chapter's explorer: :func:`static_explorer` (every picture precomputed, the controls work on a
+    static HTML page) when the chapter is built into the book, :func:`live_explorer` (pictures on
+    demand from the kernel) in a live notebook. ``live=None`` decides by
+    :func:`inrlib.book.static_page`; the arguments are those of :func:`static_explorer`."""
+    if live is None:
+        from .book import static_page
+        live = not static_page()
+    make = live_explorer if live else static_explorer
+    return make(axes, picture, caption=caption, sliders=sliders)
 
 
 def choice_stack(description: str, options: Mapping[str, Any]):

@@ -101,8 +101,13 @@ def test_chapter_results_written_atomically_with_metadata(tmp_path, monkeypatch)
 
 def test_results_default_folder_is_per_profile(tmp_path, monkeypatch):
     monkeypatch.delenv("INRLIB_RESULTS_DIR", raising=False)
+    monkeypatch.delenv("INRLIB_RESULTS_BASE", raising=False)
     monkeypatch.chdir(ROOT / "book")  # where Jupyter runs a chapter opened from book/
     assert book.results_dir("quick") == ROOT / "_build" / "results" / "quick"
+    monkeypatch.setenv("INRLIB_RESULTS_BASE", str(tmp_path))   # make lab: apart from the book's results
+    assert book.results_dir("smoke") == tmp_path / "smoke"
+    with pytest.raises(ValueError, match="unknown profile"):
+        book.results_dir("fast")
 
 
 # ============================================================ pipeline logic (fast)

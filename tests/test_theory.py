@@ -255,6 +255,43 @@ def test_static_explorer_links_every_stack_to_its_control():
         static_explorer([("a", [])], picture)
 
 
+def test_live_explorer_draws_on_demand_and_caches():
+    from inrlib.widgets import LIVE_CLASS, live_explorer
+    calls = []
+
+    def picture(idx):
+        calls.append(idx)
+        if idx == (1, 2):
+            raise RuntimeError("no such run")
+        return f"<p>{idx}</p>"
+
+    box = live_explorer([("a", ["x", "y"]), ("b", ["1", "2", "3"])], picture, sliders=("b",), caption="hi")
+    assert calls == [(0, 0)]                               # one picture up front, not six
+    assert LIVE_CLASS in box._dom_classes and box.image.value == "<p>(0, 0)</p>"
+    assert type(box.controls["b"]).__name__ == "SelectionSlider" and not box.controls["b"].continuous_update
+    box.controls["b"].value = "2"
+    assert box.indices == (0, 1) and box.image.value == "<p>(0, 1)</p>"
+    box.controls["a"].value = 1                            # Dropdown values are the option indices
+    assert box.indices == (1, 1) and box.image.value == "<p>(1, 1)</p>"
+    box.controls["b"].value = "3"                          # a failing picture: the message says so, the image stays
+    assert "no such run" in box.message.value and box.image.value == "<p>(1, 1)</p>" and box.indices == (1, 1)
+    box.controls["b"].value = "2"
+    box.controls["a"].value = 0
+    assert box.message.value == "" and calls.count((0, 1)) == 1   # cached: drawn once
+    with pytest.raises(ValueError, match="distinct names"):
+        live_explorer([("a", ["x"]), ("a", ["y"])], picture)
+
+
+def test_explorer_is_static_in_the_book_build_and_live_elsewhere(monkeypatch):
+    from inrlib.widgets import LIVE_CLASS, STATIC_CLASS, explorer
+    axes = [("a", ["x", "y"])]
+    monkeypatch.setenv("INRLIB_STATIC_PAGE", "1")
+    assert STATIC_CLASS in explorer(axes, lambda i: f"{i}")._dom_classes
+    monkeypatch.delenv("INRLIB_STATIC_PAGE")
+    assert LIVE_CLASS in explorer(axes, lambda i: f"{i}")._dom_classes
+    assert STATIC_CLASS in explorer(axes, lambda i: f"{i}", live=False)._dom_classes
+
+
 def test_theory_static_explorer_pictures_are_the_live_explorers():
     from inrlib.widgets import STATIC_FOURIER_LEVELS, STATIC_LEVELS, STATIC_RESOLUTIONS, theory_static_explorer
     box = theory_static_explorer(n_points=8, width=4, dpi=20)
