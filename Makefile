@@ -67,6 +67,13 @@ $(error the table of contents $(TOC) is broken (see the message above))
 endif
 INRLIB_SRCS  := $(shell find inrlib -name '*.py')
 EXECUTED     := $(patsubst %.py,$(BUILD)/executed/$(PROFILE)/%.ipynb,$(CHAPTER_SRCS))
+# The pages that gather the other chapters' results (the front page's verdict counts, the
+# reproduction table) execute after every other chapter of the toc, so they never read a results
+# file older than the chapter it belongs to.
+GATHER_OUT   := $(patsubst %.py,$(BUILD)/executed/$(PROFILE)/%.ipynb,$(filter book/intro.py book/reproduction.py,$(CHAPTER_SRCS)))
+ifneq ($(GATHER_OUT),)
+$(GATHER_OUT): $(filter-out $(GATHER_OUT),$(EXECUTED))
+endif
 endif
 
 # One rule per chapter: the notebook depends on its source and on every library file. The

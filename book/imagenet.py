@@ -70,8 +70,8 @@ import numpy as np
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
-from inrlib.book import ChapterResults, markdown_table, profile_value, progress, resolve_device, runs_dir
-from inrlib.claims import PAPER_VALUES, VERDICTS, verdict_counts
+from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, progress, resolve_device, runs_dir
+from inrlib.claims import PAPER_VALUES, verdict_counts
 from inrlib.data import load_image
 from inrlib.experiments import TABLE2, sweep
 from inrlib.plotting import clip_below_floor, error_map, floor_line, image_grid
@@ -349,24 +349,7 @@ context = (f"{profile} profile: {len(photos)} photos at {side} x {side} px, {epo
 order_end = orders.get(end)
 claims = S.imagenet_claims(rows[lr_reading], images[lr_reading], order_end, context)
 counts = verdict_counts(claims)
-display(Markdown(", ".join(f"**{v}**: {counts[v]}" for v in VERDICTS) + f" (of {len(claims)} claims)."))
-
-
-def value_cell(v, unit=""):
-    if v is None:
-        return "-"
-    if isinstance(v, str):
-        return "*a sentence (below)*"
-    return f"{v:.3g}{' dB' if unit == 'dB' else ''}"
-
-
-display(Markdown(markdown_table(claims, {
-    "claim": lambda c: f"`{c['id']}`", "the paper": lambda c: value_cell(c["paper_value"], c["unit"]),
-    "ours": lambda c: value_cell(c["ours"], c["unit"]), "verdict": "verdict"})))
-display(Markdown(f"*All claims: {context}*\n\n" + "\n".join(
-    f"- `{c['id']}` ({c['verdict']}): "
-    + (f"the paper: *\"{c['paper_value']}\"* " if isinstance(c["paper_value"], str) else "")
-    + c["note"].replace(context, "").strip() for c in claims)))
+display(Markdown(claims_markdown(claims, context)))
 
 by = {r: {x["encoding"]: x for x in rows[r]} for r in readings}
 text = []

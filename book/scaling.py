@@ -74,8 +74,8 @@ import numpy as np
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
-from inrlib.book import ChapterResults, markdown_table, profile_value, progress, resolve_device, runs_dir
-from inrlib.claims import PAPER_VALUES, VERDICTS, verdict_counts
+from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, progress, resolve_device, runs_dir
+from inrlib.claims import PAPER_VALUES, verdict_counts
 from inrlib.experiments import TABLE3, sweep
 from inrlib.plotting import (clip_below_floor, error_map, image_grid, image_panel, label_map, plot_curves,
                              plot_spectrum)
@@ -492,25 +492,7 @@ context = (f"{profile} profile: {image} {shape_text}, {epochs} epochs, SGD lr {l
            f"2 x {width} ReLU.")
 claims = S.scaling_claims(results, rows, context)
 counts = verdict_counts(claims)
-display(Markdown(", ".join(f"**{v}**: {counts[v]}" for v in VERDICTS) + f" (of {len(claims)} claims)."))
-
-
-def value_cell(v, unit="", bound=None):
-    if v is None:
-        return "-"
-    if isinstance(v, str):
-        return "*a sentence (below)*"
-    sign = {"lower bound": "&ge; ", "upper bound": "&le; "}.get(bound, "")
-    return f"{sign}{v:.3g}{' ' + unit if unit in ('dB', 'epochs') else ''}"
-
-
-display(Markdown(markdown_table(claims, {
-    "claim": lambda c: f"`{c['id']}`", "the paper": lambda c: value_cell(c["paper_value"], c["unit"]),
-    "ours": lambda c: value_cell(c["ours"], c["unit"], c.get("ours_bound")), "verdict": "verdict"})))
-display(Markdown(f"*All claims: {context}*\n\n" + "\n".join(
-    f"- `{c['id']}` ({c['verdict']}): "
-    + (f"the paper: *\"{c['paper_value']}\"* " if isinstance(c["paper_value"], str) else "")
-    + c["note"].replace(context, "").strip() for c in claims)))
+display(Markdown(claims_markdown(claims, context)))
 
 # %% tags=["hide-input"]
 cl = {c["id"]: c for c in claims}

@@ -74,11 +74,11 @@ import numpy as np
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
-from inrlib.book import ChapterResults, markdown_table, profile_value, progress, resolve_device
+from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, progress, resolve_device
 from inrlib.data import load_image
 from inrlib.plotting import clip_below_floor
 from inrlib.studies.weyl import (APPROX_MAX_FRACTION, APPROX_MIN_RATIO, chain_b_verdict, plot_ratio, plot_weyl_panel,
-                                 weyl_study)
+                                 weyl_claims, weyl_study)
 from inrlib.widgets import show_figure
 
 resolution = resolution or profile_value(profile, smoke=8, quick=48, paper=128)
@@ -371,6 +371,8 @@ summary = {
     "log10_ratio_no_grid_p50_range": [min(nogrid50), max(nogrid50)] if nogrid50 else None,
     "approx_thresholds": {"max_fraction": APPROX_MAX_FRACTION, "min_ratio": APPROX_MIN_RATIO},
 }
-path = run.save({"summary": summary, "rows": rows, "configs": configs, "train": train,
+claims = weyl_claims(summary)
+display(Markdown(claims_markdown(claims, f"{profile} profile: {image} at {resolution} px, {len(rows)} cases.")))
+path = run.save({"claims": claims, "summary": summary, "rows": rows, "configs": configs, "train": train,
                  "stage_epochs": study["stage_epochs"]}, device=dev)
 print(f"results written to {path} ({run.elapsed_s:.0f} s)")

@@ -109,6 +109,37 @@ _add("000.eq5.kernel_predicts_order", "paper 000, Section 3, Eq. 5 (the premise 
      "Assuming K_NTK is invertible, the network's prediction can be approximated by kernel regression")
 
 
+_add("000.eq2", "paper 000, Section 3.3, Eq. 2 (with Eq. 10)",
+     "a grid cell's value at (x, y) is the bilinear interpolation of its four corner weights", None, "",
+     "[Dx2 Dx1] [[w11 w12] [w21 w22]] [Dy2 Dy1]^T = w11 Dy2 Dx2 + w12 Dy1 Dx2 + w21 Dy2 Dx1 + w22 Dy1 Dx1")
+_add("000.eq9", "paper 000, Section 4, Eq. 9",
+     "the NTK of a one-hidden-layer MLP is the sum of three inner products (output weights, input weights, "
+     "biases)", None, "",
+     "K_NTK(i,j) = E[1/n <phi(W1 x_i + beta b), phi(W1 x_j + beta b)> + 1/n <W2 x_i phi'(.), W2 x_j phi'(.)> "
+     "+ beta^2/n <W2 phi'(.), W2 phi'(.)>]")
+_add("000.eq11", "paper 000, Section 4, Eq. 11",
+     "the gradient of a grid cell's value with respect to its four weights is the outer product of the "
+     "interpolation weights", None, "",
+     "It should be apparent that the gradient with respect to the weights in the grid cell is "
+     "grad_W g(x, y) = 1/(Dx Dy) [Dx2 Dx1]^T [Dy2 Dy1].")
+_add("000.eq13.grid_term", "paper 000, Section 4, Eq. 12-13",
+     "the MPE's NTK is the MLP's kernel on the embedding plus one grid term per level and feature", None, "",
+     "The NTK induced by the composition of the MPE and a MLP is the sum of the original NTK, Equation 9, without "
+     "any encoding and the NTK produced by each layer and learnable parameter, Equation 12.")
+_add("000.eq14.ffe_no_grid_term", "paper 000, Section 4, Eq. 14",
+     "the FFE's NTK is the MLP's kernel at the Fourier features: no further term", None, "",
+     "Equation 14 shows that the FFE improves the NTK solely through its embedding space, and Theorem 1 does not "
+     "apply.")
+_THEOREM1 = ("The ith eigenvalue, sorted in descending order, of each kernel follows lambda_i^MLP <= lambda_i^MLP + "
+             "lambda_n^MPE <= lambda_i^MLP+MPE for all i in {1, ..., n}")
+_add("000.theorem1.chain_a", "paper 000, Section 4, Theorem 1 and its proof (Weyl's inequality)",
+     "lambda_i(K_MLP on the embedding) + lambda_n(K+) <= lambda_i(K_MPE) for every i (Weyl's inequality, with "
+     "the MPE network's own MLP term)", None, "", _THEOREM1)
+_add("000.theorem1.chain_b", "paper 000, Section 4, Theorem 1 as stated",
+     "lambda_i(K_MLP) <= lambda_i(K_MPE) for every i, K_MLP the kernel of the network without encoding", None, "",
+     _THEOREM1)
+
+
 _add("000.table2.psnr_order", "paper 000, Table 2 caption",
      "with tuned encodings the MPE keeps a large PSNR lead over the FFE and the baseline", None, "",
      "The multigrid parametric encoding (MPE) is able to maintain a large lead in PSNR over the Fourier feature "

@@ -17,8 +17,9 @@ The Makefile calls this script; so do the tests, through the Makefile. Three ste
     the chapter sources; files are rewritten only when their bytes change, so Sphinx rebuilds
     only what changed) and run jupyter-book's Sphinx build into ``BUILD/html``.
 ``chapter NAME [-p NAME VALUE]...``
-    Re-execute one chapter with any parameters into ``BUILD/executed/custom`` and rebuild the
-    HTML with it; the other chapters keep the version last published.
+    Re-execute one chapter with any parameters into ``BUILD/executed/custom`` (its results into
+    ``RESULTS/custom/<profile>``, apart from the book's) and rebuild the HTML with it; the other
+    chapters, the reproduction table among them, keep the version last published.
 
 Run ``python scripts/bookpipe.py -h`` (or ``... STEP -h``) for the options.
 """
@@ -261,6 +262,7 @@ def execute(src: Path, out: Path, params: dict[str, Any], results_root: Path,
                 if tmp.is_file() and tmp.stat().st_size:
                     shutil.copyfile(tmp, failed)
                 raise
+            _hide_injected_parameters(tmp)
     except PapermillExecutionError as err:
         tb = ANSI.sub("", "\n".join(err.traceback))
         kept = f"the previous notebook {rel(out)} is kept" if out.is_file() else f"{rel(out)} was not written"
@@ -278,6 +280,20 @@ def execute(src: Path, out: Path, params: dict[str, Any], results_root: Path,
         failed.unlink()
     print(f"book: {rel(src)} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     return out
+
+
+def _hide_injected_parameters(path: Path) -> None:
+    """A parameters cell tagged ``remove-cell`` (the front page hides its plumbing) gets papermill's
+    injected-parameters cell removed from the page too."""
+    import nbformat
+    nb = nbformat.read(str(path), as_version=4)
+    tags = lambda c: c.get("metadata", {}).get("tags", [])  # noqa: E731
+    if not any("parameters" in tags(c) and "remove-cell" in tags(c) for c in nb.cells):
+        return
+    for c in nb.cells:
+        if "injected-parameters" in tags(c) and "remove-cell" not in tags(c):
+            c.setdefault("metadata", {}).setdefault("tags", []).append("remove-cell")
+    nbformat.write(nb, str(path))
 
 
 # --------------------------------------------------------------------------- HTML
@@ -487,7 +503,9 @@ def main(argv: list[str] | None = None) -> int:
             src = resolve_chapter_name(args.name)
             stem = str(src.relative_to(ROOT).with_suffix(""))
             out = args.build / "executed" / "custom" / f"{stem}.ipynb"
-            execute(src, out, parse_params(args.parameters, args.parameters_raw), args.results,
+            # its results go apart (RESULTS/custom/<profile>): a run with changed parameters must not
+            # replace the book's results of that profile, which the reproduction table gathers
+            execute(src, out, parse_params(args.parameters, args.parameters_raw), args.results / "custom",
                     log_output=args.log_output, timeout=args.cell_timeout)
             build_html(args.toc, args.config, args.build / "executed" / args.fallback_profile, args.build,
                        overrides={stem: out}, keep_published=True, strict_warnings=not args.allow_warnings)

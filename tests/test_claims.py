@@ -132,3 +132,28 @@ def test_claim_options_and_messages_name_the_claim():
     with pytest.raises(ValueError, match=r"claim '\?' lacks"):
         check_claims([{"paper": "000"}])
     assert verdict_counts([good, other])["holds"] == 2
+
+
+def test_quotes_are_the_papers_words():
+    """Every quoted sentence occurs in its paper's text (letters and digits compared, so spacing and
+    punctuation do not matter; ``[...]`` marks an elision). The exceptions quote formulas, which the
+    papers' text renders as LaTeX and the quotes write in ASCII (lambda_i, w, K_NTK, ...)."""
+    import re
+    from pathlib import Path
+    formulas = {"000.eq2", "000.eq9", "000.eq11", "000.eq5.kernel_predicts_order", "000.theorem1.chain_a",
+                "000.theorem1.chain_b", "001.bandwidth_grows_with_w"}
+    papers = Path(__file__).resolve().parents[2] / "shared" / "papers"
+    if not papers.is_dir():
+        pytest.skip(f"the papers' text is not at {papers}")
+
+    def norm(t):
+        return re.sub(r"[^a-z0-9]+", "", t.lower())
+    texts = {p.name[:3]: norm(p.read_text()) for p in papers.glob("*.txt")}
+    checked = 0
+    for id_, entry in PAPER_VALUES.items():
+        if "quote" not in entry or id_ in formulas:
+            continue
+        for part in entry["quote"].split("[...]"):
+            assert norm(part) in texts[entry["paper"]], f"{id_}: not the paper's words: {part[:80]!r}"
+        checked += 1
+    assert checked >= 20

@@ -243,3 +243,119 @@ def test_ms_ssim_against_a_from_scratch_implementation():
     ref = _naive_ms_ssim(x[0].double().numpy(), y[0].double().numpy())
     assert ours == pytest.approx(ref, abs=2e-5)
     assert 0.3 < ref < 0.99
+
+
+# ----------------------------------------------------------------------------- what each check says
+def _raises(exc, match, call):
+    with pytest.raises(exc, match=match) as err:
+        call()
+    return str(err.value)
+
+
+def test_input_checks_name_the_argument_and_the_fix():
+    # non-numeric input: a TypeError that names the argument
+    msg = _raises(TypeError, r"^pred must be a torch.Tensor or an array-like of numbers, got str", lambda: psnr("ab", [1.0]))
+    assert "(" in msg
+    _raises(TypeError, r"^target must be", lambda: psnr([1.0], object()))
+    _raises(TypeError, r"^target_occupancy must be", lambda: iou([0.5], {"a": 1}))
+    # array-likes are accepted as they are
+    assert float(psnr([0.0, 0.0], [0.1, 0.1])) == pytest.approx(20.0)
+    # the same-shape error: shapes in the message, a reshape hint only when the sizes agree
+    msg = _raises(ValueError, r"same shape, got \(6,\) and \(2, 3\) \(shapes are never broadcast\)\. They hold",
+                  lambda: psnr(torch.zeros(6), torch.zeros(2, 3)))
+    assert "pred.reshape(target.shape)" in msg
+    msg = _raises(ValueError, "same shape", lambda: psnr(torch.zeros(5), torch.zeros(2, 3)))
+    assert "reshape" not in msg
+    _raises(ValueError, r"^pred_occupancy and target_occupancy must have the same shape",
+            lambda: iou(torch.zeros(3), torch.zeros(4)))
+    # two devices
+    _raises(ValueError, r"^pred is on meta and target on cpu; move both to one device first",
+            lambda: psnr(torch.zeros(3, device="meta"), torch.zeros(3)))
+    _raises(ValueError, r"^pred and target are empty \(shape \(0, 2\)\)", lambda: psnr(torch.zeros(0, 2), torch.zeros(0, 2)))
+    # non-finite values are counted
+    bad = torch.tensor([0.0, float("nan"), float("inf"), 1.0])
+    _raises(ValueError, r"^target holds 2 non-finite value\(s\)", lambda: psnr(torch.zeros(4), bad))
+    _raises(ValueError, r"^pred holds 2 non-finite", lambda: psnr(bad, torch.zeros(4)))
+    _raises(ValueError, r"^target_occupancy holds 1 non-finite", lambda: iou(torch.zeros(2), torch.tensor([0.0, float("nan")])))
+    _raises(ValueError, r"^pred_occupancy holds 1 non-finite",
+            lambda: iou(torch.tensor([0.0, float("nan")]), torch.zeros(2), logits=True))
+    # integer input is never "non-finite"
+    assert float(psnr(torch.tensor([0, 0]), torch.tensor([0, 1]), data_range=1)) == pytest.approx(10 * math.log10(2))
+
+
+@pytest.mark.parametrize("bad, exc", [("x", TypeError), (None, TypeError), (0, ValueError), (-1.0, ValueError),
+                                      (float("inf"), ValueError), (float("nan"), ValueError)])
+def test_data_range_must_be_positive_and_finite(bad, exc):
+    msg = _raises(exc, r"^data_range must be a positive", lambda: psnr(torch.zeros(2), torch.ones(2), data_range=bad))
+    assert "255 for 8-bit" in msg and repr(bad) in msg
+    _raises(exc, r"^data_range", lambda: ms_ssim(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), data_range=bad))
+    _raises(exc, r"^data_range", lambda: psnr_from_mse(0.1, data_range=bad))
+
+
+def test_reduction_and_psnr_from_mse_contracts():
+    for call in (lambda: psnr(torch.zeros(2), torch.ones(2), reduction="sum"),
+                 lambda: ms_ssim(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), reduction=None)):
+        _raises(ValueError, r"^reduction must be 'mean' \(one number\) or 'none'", call)
+    _raises(ValueError, r"^mse must be >= 0 and not NaN", lambda: psnr_from_mse(torch.tensor([0.1, -1e-12])))
+    _raises(ValueError, r"^mse must be", lambda: psnr_from_mse(float("nan")))
+    out = psnr_from_mse(torch.tensor([[0.01, 1.0], [0.0, 4.0]]), data_range=2.0)
+    assert out.dtype == torch.float64 and out.shape == (2, 2)
+    assert out[0, 0] == pytest.approx(10 * math.log10(400)) and out[0, 1] == pytest.approx(10 * math.log10(4))
+    assert math.isinf(float(out[1, 0])) and float(out[1, 1]) == pytest.approx(0.0, abs=1e-12)
+    # a 4-D batch: one value per image; its mean is the mean of the PSNRs, not the PSNR of the mean MSE
+    x = torch.zeros(2, 1, 2, 2)
+    y = torch.stack([torch.full((1, 2, 2), 0.1), torch.full((1, 2, 2), 0.01)])
+    per = psnr(x, y, reduction="none")
+    assert per.shape == (2,) and per.tolist() == pytest.approx([20.0, 40.0])
+    assert float(psnr(x, y)) == pytest.approx(30.0)
+    # any other shape is one signal, also with reduction="none"
+    one = psnr(x[:, 0], y[:, 0], reduction="none")
+    assert one.dim() == 0 and float(one) == pytest.approx(10 * math.log10(1 / ((0.01 + 0.0001) / 2)))
+
+
+def test_iou_threshold_and_label_checks():
+    p, t = torch.tensor([0.2, 0.6, 0.9]), torch.tensor([0, 1, 1])
+    for bad in ("x", None, [0.5]):
+        _raises(TypeError, r"^threshold must be a number in \(0, 1\)", lambda: iou(p, t, threshold=bad))
+    for bad in (0.0, 1.0, -0.1, 1.5):
+        _raises(ValueError, r"^threshold must lie strictly between 0 and 1", lambda: iou(p, t, threshold=bad))
+    assert float(iou(p, t, threshold=np.float32(0.7))) == pytest.approx(0.5)     # 0.9 only: 1 / 2
+    msg = _raises(ValueError, r"^target_occupancy must hold labels 0 \(outside\) and 1 \(inside\) or booleans",
+                  lambda: iou(p, torch.tensor([0.0, 2.0, 1.0])))
+    assert "min 0.0, max 2.0" in msg and "target >= 0.5" in msg
+    msg = _raises(ValueError, r"^pred_occupancy must be probabilities in \[0, 1\], got values in \[-0\.5, 0\.9\]",
+                  lambda: iou(torch.tensor([-0.5, 0.6, 0.9]), t))
+    assert "logits=True" in msg
+    _raises(ValueError, "probabilities", lambda: iou(torch.tensor([0.1, 1.01, 0.5]), t))
+    # integer predictions count as probabilities 0 / 1; integer labels work as well as float or bool ones
+    assert float(iou(torch.tensor([0, 1, 1]), t)) == 1.0
+    assert float(iou(torch.tensor([0, 1, 0]), t.float())) == 0.5
+    assert float(iou(torch.tensor([False, True, True]), t.bool())) == 1.0
+    # logits: the decision is z >= logit(threshold), with no range check
+    z = torch.tensor([-3.0, 0.84, 0.85, 5.0])
+    lab = torch.tensor([0, 1, 1, 1])
+    # logit(0.7) = 0.8473: 0.84 is outside, 0.85 inside -> inside {2, 3}, labels {1, 2, 3}: 2 / 3
+    assert float(iou(z, lab, threshold=0.7, logits=True)) == pytest.approx(2 / 3)
+    assert float(iou(z, lab, logits=True)) == pytest.approx(1.0)                  # logit(0.5) = 0: {1, 2, 3}
+    empty = iou(torch.zeros(3), torch.zeros(3))
+    assert empty.dtype == torch.float64 and empty.dim() == 0 and float(empty) == 1.0
+
+
+def test_ms_ssim_inputs_shapes_dtypes_and_scales():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 40, 40, generator=g)
+    y = (x + 0.05 * torch.randn(2, 3, 40, 40, generator=g)).clamp(0, 1)
+    _raises(ValueError, r"^ms_ssim needs 4-D tensors \(B, C, H, W\), got shape \(3, 40, 40\)\. For one \(H, W\)",
+            lambda: ms_ssim(x[0], y[0]))
+    per, scales = ms_ssim(x, y, reduction="none", return_scales=True)
+    assert per.shape == (2,) and per.dtype == torch.float32 and scales == ms_ssim_scales(40, 40)[0]
+    mean = ms_ssim(x, y)
+    assert mean.dim() == 0 and float(mean) == pytest.approx(float(per.mean()), abs=1e-7)
+    assert not isinstance(ms_ssim(x, y), tuple)
+    # float32 with float64: promoted to float64, same value as both in float64
+    mixed = ms_ssim(x, y.double(), reduction="none")
+    assert mixed.dtype == torch.float64
+    assert mixed.tolist() == pytest.approx(ms_ssim(x.double(), y.double(), reduction="none").tolist(), abs=1e-12)
+    # 8-bit images with data_range 255 equal the [0, 1] images they quantize
+    xi, yi = (x * 255).round().to(torch.uint8), (y * 255).round().to(torch.uint8)
+    assert float(ms_ssim(xi, yi, data_range=255)) == pytest.approx(float(ms_ssim(xi.float() / 255, yi.float() / 255)), abs=1e-5)

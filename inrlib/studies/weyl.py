@@ -23,6 +23,7 @@ from ..spectra import log10_ratio, percentile_eigenvalue
 from ..theory import relative_error
 
 __all__ = [
+    "weyl_claims",
     "weyl_chains",
     "weyl_study",
     "model_from_config",
@@ -316,6 +317,33 @@ def chain_b_verdict(row: Mapping[str, Any], max_fraction: float = APPROX_MAX_FRA
         return "approximately"
     return "fails"
 
+
+
+def weyl_claims(summary: Mapping[str, Any]) -> list[dict]:
+    """Theorem 1's two readings as claim records, from the Weyl chapter's ``summary`` (its
+    ``n_cases``, ``chain_a_holds_all``, ``chain_a_min_slack_over_tol`` and the chain (b) counts).
+
+    Chain (a) (Weyl's inequality with the MPE network's own MLP term) holds when it holds in every
+    case; chain (b) (the theorem as stated, with the network without encoding) holds when every case
+    holds, approximately when none fails outright (:func:`chain_b_verdict`), and fails when any does:
+    a theorem "for all i" is refuted by one counterexample. ``ours``: the fraction of cases that hold."""
+    from ..claims import claim
+    n = int(summary["n_cases"])
+    if n < 1:
+        raise ValueError("the Weyl summary has no cases (n_cases = 0): nothing to judge")
+    a_ok = bool(summary["chain_a_holds_all"])
+    a = claim("000.theorem1.chain_a", 1.0 if a_ok else None, "holds" if a_ok else "fails",
+              f"{'every one' if a_ok else 'not every one'} of {n} cases (configs x stages) holds; smallest slack "
+              f"{summary['chain_a_min_slack_over_tol']:.3g} x the rounding tolerance", unit="fraction of cases")
+    h, ap, f = (int(summary[k]) for k in ("chain_b_holds", "chain_b_approximately", "chain_b_fails"))
+    if h + ap + f != n:
+        raise ValueError(f"chain (b) counts {h} + {ap} + {f} do not add up to the {n} cases")
+    verdict = "holds" if h == n else "fails" if f else "approximately"
+    b = claim("000.theorem1.chain_b", h / n, verdict,
+              f"of {n} cases {h} hold, {ap} approximately (violations at <= {APPROX_MAX_FRACTION:.0%} of the indices, "
+              f"worst ratio >= {APPROX_MIN_RATIO:g}), {f} fail; worst ratio {summary['chain_b_worst_ratio']:.3g} "
+              f"({summary['chain_b_worst_case']})", unit="fraction of cases")
+    return [a, b]
 
 
 def plot_weyl_panel(ax, spec: Mapping[str, Any], *, title: str = "", legend: bool = False) -> None:

@@ -1,0 +1,154 @@
+"""The reproduction table's gather and the Theory / Weyl chapters' claim builders."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from inrlib.claims import CLAIM_FIELDS, PAPER_VALUES, claim
+from inrlib.studies import reproduction as R
+from inrlib.studies.theory import IDENTITY_CHECKS, identity_claims
+from inrlib.studies.weyl import weyl_claims
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(folder: Path, chapter: str, claims, profile="smoke", stamp="2026-12-02T06:00:00+00:00", **params):
+    folder.mkdir(parents=True, exist_ok=True)
+    rec = {"chapter": chapter, "params": {"profile": profile, **params}, "numbers": {"claims": claims},
+           "timestamp": stamp, "device": "cpu", "wall_time_s": 1.5}
+    (folder / f"{chapter}.json").write_text(json.dumps(rec))
+
+
+def test_gather_collects_rows_with_their_chapter_and_data(tmp_path):
+    _write(tmp_path, "a", [claim("000.eq9", 1e-16, "holds"), claim("000.appE.iou_order", "x", "fails",
+                                                                    paper_id="000.appE.iou_order")], image="cat")
+    _write(tmp_path, "b", [claim("000.appE.iou_order.bunny", "y", "holds", paper_id="000.appE.iou_order")])
+    g = R.gather(["a", "b"], "smoke", folder=tmp_path)
+    assert g["problems"] == []
+    assert [(r["id"], r["chapter"], r["data"]) for r in g["rows"]] == [
+        ("000.eq9", "a", "image=cat"), ("000.appE.iou_order", "a", "image=cat"),
+        ("000.appE.iou_order.bunny", "b", "generated in the chapter")]
+    assert [c["n_claims"] for c in g["chapters"]] == [2, 1]
+    # missing: every paper value but the two covered, in PAPER_VALUES order
+    assert g["missing"] == [p for p in PAPER_VALUES if p not in ("000.eq9", "000.appE.iou_order")]
+    counts = R.counts_by_paper(g["rows"])
+    assert counts["000"] == {"holds": 2, "approximately": 0, "differs": 0, "fails": 1, "not tested": 0}
+    assert counts["all"]["holds"] == 2 and sum(counts["001"].values()) == 0
+    with pytest.raises(R.ReproductionError, match="paper values no chapter recorded"):
+        R.require_complete(g)
+    R.require_complete(g, allow_missing=True)
+
+
+def test_gather_names_every_problem(tmp_path):
+    good = [claim("000.eq9", 0.0, "holds")]
+    _write(tmp_path, "other_profile", good, profile="quick")
+    _write(tmp_path, "no_claims", [])
+    broken = [dict(claim("000.eq11", 0.0, "holds"))]
+    del broken[0]["note"]
+    _write(tmp_path, "lacks_field", broken)
+    _write(tmp_path, "twice", [claim("000.eq2", 0.0, "holds")])
+    _write(tmp_path, "twice_too", [claim("000.eq2", 0.0, "holds")])
+    (tmp_path / "garbled.json").write_text("{not json")
+    g = R.gather(["absent", "other_profile", "no_claims", "lacks_field", "twice", "twice_too", "garbled"], "smoke",
+                 folder=tmp_path)
+    text = "\n".join(g["problems"])
+    assert "absent: no results file" in text and "make chapter CHAPTER=absent" in text
+    assert "other_profile" in text and "profile 'quick', not 'smoke'" in text
+    assert "no_claims: its results record no claims" in text
+    assert "lacks_field" in text and "lacks note" in text
+    assert "recorded by both twice and twice_too" in text
+    assert "garbled: cannot read" in text
+    assert len(g["problems"]) == 6
+    assert all(r["chapter"] in ("twice", "twice_too") for r in g["rows"])   # nothing from a broken file
+    with pytest.raises(R.ReproductionError) as err:
+        R.require_complete(g, allow_missing=True)
+    assert str(err.value).count("\n- ") == 6
+    assert R.gather([], "smoke", folder=tmp_path)["problems"]
+
+
+def test_gather_flags_results_older_than_the_chapter_source(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.py").write_text("# # A: title\n")
+    now = time.time()
+    os.utime(src / "a.py", (now, now))
+    old = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now - 3600))
+    new = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now + 60))
+    _write(tmp_path / "r", "a", [claim("000.eq9", 0.0, "holds")], stamp=old)
+    assert "stale" in R.gather(["a"], "smoke", folder=tmp_path / "r", sources=src)["problems"][0]
+    _write(tmp_path / "r", "a", [claim("000.eq9", 0.0, "holds")], stamp=new)
+    assert R.gather(["a"], "smoke", folder=tmp_path / "r", sources=src)["problems"] == []
+    assert R.chapter_title("a", src) == "A: title" and R.chapter_title("zz", src) == "zz"
+
+
+def test_covers_is_the_id_or_a_case_under_it():
+    assert R.covers("000.appE.iou_order.bunny", "000.appE.iou_order")
+    assert R.covers("000.eq9", "000.eq9")
+    assert not R.covers("000.eq13.grid_term", "000.eq1")         # a prefix of the text is not a case
+    assert not R.covers("000.table2.psnr", "000.table2.psnr_order")
+
+
+def test_toc_chapters_of_the_book_leave_out_the_gathering_pages():
+    chapters = R.toc_chapters(ROOT / "_toc.yml")
+    assert chapters[:2] == ["theory", "weyl_bound"] and "intro" not in chapters and "reproduction" not in chapters
+    assert set(chapters) == {"theory", "weyl_bound", "scaling", "imagenet", "occupancy", "sinusoidal_bandwidth",
+                             "staf_init"}
+
+
+def test_claims_html_links_each_row_to_its_chapter_findings():
+    rows = [{**claim("000.eq9", 2e-16, "holds", "fine"), "chapter": "theory"},
+            {**claim("000.fig5a.order", 0.9, "fails", "a <b> note"), "chapter": "imagenet"}]
+    html = R.claims_html(rows, {"theory": "Theory: the kernel"})
+    assert html.count("<tr>") == 3 and html.count("<tr class='inrlib-claim-note'>") == 2
+    assert "href='theory.html#findings'>Theory: the kernel</a>" in html and "href='imagenet.html#findings'>imagenet" in html
+    assert "a &lt;b&gt; note" in html and "2e-16" in html
+    assert PAPER_VALUES["000.fig5a.order"]["quote"][:30] in html
+
+
+def test_identity_claims_take_the_worst_check_and_the_stated_tolerances():
+    checks = {"eq2_level0": 1e-17, "eq2_level1": 3e-16, "eq9_identity": 5e-13, "eq9_identity_rgb": 2e-13,
+              "eq11_level0": 2e-9, "eq13_grid_formula": 1e-15, "eq12_mlp_by_hand": 4e-3,
+              "eq14_total_vs_mlp": 0.0, "eq14_mlp_on_embedding": 1e-16, "eq14_by_hand": 1e-16,
+              "mlp_on_embedding_vs_unencoded": 0.4, "eq14_grid_max_abs": 0.0}
+    out = {c["id"]: c for c in identity_claims(checks, grid_max_abs_ffe=0.0)}
+    assert list(out) == list(IDENTITY_CHECKS)
+    assert out["000.eq2"]["ours"] == 3e-16 and out["000.eq2"]["verdict"] == "holds"
+    assert out["000.eq9"]["ours"] == 5e-13 and out["000.eq9"]["verdict"] == "holds"
+    assert out["000.eq11"]["verdict"] == "approximately"                 # 2e-9: above 1e-12, below 1e-6
+    assert out["000.eq13.grid_term"]["ours"] == 4e-3 and out["000.eq13.grid_term"]["verdict"] == "fails"
+    assert "eq12_mlp_by_hand" in out["000.eq13.grid_term"]["note"]
+    assert out["000.eq14.ffe_no_grid_term"]["verdict"] == "holds"
+    assert all(set(CLAIM_FIELDS) <= set(c) for c in out.values())
+    # a non-zero FFE grid group fails Eq. 14 whatever the relative errors
+    assert {c["id"]: c for c in identity_claims(checks, grid_max_abs_ffe=1e-30)}[
+        "000.eq14.ffe_no_grid_term"]["verdict"] == "fails"
+    with pytest.raises(ValueError, match="no check for 000.eq2"):
+        identity_claims({k: v for k, v in checks.items() if not k.startswith("eq2_")})
+    # the boundaries: exactly 1e-12 is not below 1e-12
+    assert identity_claims({**checks, "eq2_level1": 1e-12})[0]["verdict"] == "approximately"
+
+
+def _summary(**kw):
+    base = {"n_cases": 6, "chain_a_holds_all": True, "chain_a_min_slack_over_tol": 3.0, "chain_b_holds": 6,
+            "chain_b_approximately": 0, "chain_b_fails": 0, "chain_b_worst_ratio": float("nan"),
+            "chain_b_worst_case": "fine / end"}
+    return {**base, **kw}
+
+
+def test_weyl_claims_read_the_chain_counts():
+    a, b = weyl_claims(_summary())
+    assert (a["id"], a["verdict"], a["ours"]) == ("000.theorem1.chain_a", "holds", 1.0)
+    assert (b["id"], b["verdict"], b["ours"]) == ("000.theorem1.chain_b", "holds", 1.0)
+    a, b = weyl_claims(_summary(chain_a_holds_all=False, chain_b_holds=4, chain_b_approximately=2))
+    assert a["verdict"] == "fails" and a["ours"] is None
+    assert b["verdict"] == "approximately" and b["ours"] == pytest.approx(4 / 6)
+    _, b = weyl_claims(_summary(chain_b_holds=4, chain_b_approximately=1, chain_b_fails=1, chain_b_worst_ratio=0.1))
+    assert b["verdict"] == "fails" and "1 fail" in b["note"] and "0.1" in b["note"]
+    with pytest.raises(ValueError, match="do not add up"):
+        weyl_claims(_summary(chain_b_holds=5))
+    with pytest.raises(ValueError, match="no cases"):
+        weyl_claims(_summary(n_cases=0))
