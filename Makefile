@@ -79,7 +79,7 @@ endif
 # One rule per chapter: the notebook depends on its source and on every library file. The
 # profile is part of the path, so a smoke run is never taken for a quick one.
 $(BUILD)/executed/$(PROFILE)/%.ipynb: %.py $(INRLIB_SRCS)
-	$(PY) $(PIPE) execute $< $@ -p profile $(PROFILE) --results $(BUILD)/results $(EXEC_FLAGS)
+	$(PY) $(PIPE) execute $< $@ -p profile $(PROFILE) --results $(BUILD)/results --toc $(TOC) $(EXEC_FLAGS)
 
 _book: $(EXECUTED)
 	$(PY) $(PIPE) html --toc $(TOC) --config $(CONFIG) --executed $(BUILD)/executed/$(PROFILE) --build $(BUILD) $(HTML_FLAGS)

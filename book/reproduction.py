@@ -56,7 +56,7 @@ from inrlib.widgets import show_figure
 
 book_dir = Path.cwd() if (Path.cwd() / "reproduction.py").is_file() else Path.cwd() / "book"
 run = ChapterResults("reproduction", profile=profile, device=device, seed=seed, strict=strict)
-chapters = R.toc_chapters(book_dir.parent / "_toc.yml")
+chapters = R.toc_chapters(R.book_toc())
 gathered = R.gather(chapters, profile, sources=book_dir)
 if strict:
     R.require_complete(gathered)

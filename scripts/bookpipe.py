@@ -216,7 +216,7 @@ def _kernel_config():
 
 
 def execute(src: Path, out: Path, params: dict[str, Any], results_root: Path,
-            log_output: bool = False, timeout: float | None = None) -> Path:
+            log_output: bool = False, timeout: float | None = None, toc: Path | None = None) -> Path:
     """Execute chapter ``src`` into ``out`` (atomically); see the module docstring."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -241,6 +241,8 @@ def execute(src: Path, out: Path, params: dict[str, Any], results_root: Path,
         "INRLIB_RESULTS_DIR": str(Path(results_root).absolute() / profile),
         "INRLIB_RUNS_DIR": str(Path(results_root).absolute().parent / "runs" / profile),
         "INRLIB_STATIC_PAGE": "1",
+        # the book this chapter is part of: the pages that gather results read its chapters
+        "INRLIB_TOC": str(Path(toc or ROOT / "_toc.yml").absolute()),
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     })
@@ -471,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("execute", help="execute one chapter into a notebook (atomically)")
     p.add_argument("src", type=Path)
     p.add_argument("out", type=Path)
+    p.add_argument("--toc", type=Path, default=ROOT / "_toc.yml", help="the book the chapter belongs to")
     add_params(p)
 
     def add_html(parser):
@@ -496,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             print(" ".join(rel(p) for p in toc_chapters(args.toc)))
         elif args.step == "execute":
             execute(args.src, args.out, parse_params(args.parameters, args.parameters_raw), args.results,
-                    log_output=args.log_output, timeout=args.cell_timeout)
+                    log_output=args.log_output, timeout=args.cell_timeout, toc=args.toc)
         elif args.step == "html":
             build_html(args.toc, args.config, args.executed, args.build, strict_warnings=not args.allow_warnings)
         elif args.step == "chapter":
@@ -506,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
             # its results go apart (RESULTS/custom/<profile>): a run with changed parameters must not
             # replace the book's results of that profile, which the reproduction table gathers
             execute(src, out, parse_params(args.parameters, args.parameters_raw), args.results / "custom",
-                    log_output=args.log_output, timeout=args.cell_timeout)
+                    log_output=args.log_output, timeout=args.cell_timeout, toc=args.toc)
             build_html(args.toc, args.config, args.build / "executed" / args.fallback_profile, args.build,
                        overrides={stem: out}, keep_published=True, strict_warnings=not args.allow_warnings)
     except PipelineError as err:

@@ -92,7 +92,14 @@ def test_covers_is_the_id_or_a_case_under_it():
     assert not R.covers("000.table2.psnr", "000.table2.psnr_order")
 
 
-def test_toc_chapters_of_the_book_leave_out_the_gathering_pages():
+def test_toc_chapters_of_the_book_leave_out_the_gathering_pages(monkeypatch):
+    monkeypatch.setenv("INRLIB_TOC", str(ROOT / "tests" / "fixtures" / "_toc.yml"))
+    assert R.book_toc() == ROOT / "tests" / "fixtures" / "_toc.yml"
+    # entries are paths from the repository root, also for a toc in another folder
+    assert R.toc_chapters(R.book_toc()) == ["fixture_chapter"]
+    monkeypatch.delenv("INRLIB_TOC")
+    monkeypatch.chdir(ROOT / "book")
+    assert R.book_toc() == ROOT / "_toc.yml"
     chapters = R.toc_chapters(ROOT / "_toc.yml")
     assert chapters[:2] == ["theory", "weyl_bound"] and "intro" not in chapters and "reproduction" not in chapters
     assert set(chapters) == {"theory", "weyl_bound", "scaling", "imagenet", "occupancy", "sinusoidal_bandwidth",

@@ -17,7 +17,7 @@ from ..book import results_dir
 from ..claims import PAPER_VALUES, VERDICTS, check_claims
 from ..io import read_json
 
-__all__ = ["GATHERING", "DATA_KEYS", "PAPERS", "ReproductionError", "toc_chapters", "gather", "covers",
+__all__ = ["GATHERING", "DATA_KEYS", "PAPERS", "ReproductionError", "book_toc", "toc_chapters", "gather", "covers",
            "missing_claims", "counts_by_paper", "require_complete", "chapter_title", "claims_html", "plot_counts"]
 
 #: Pages that gather the other chapters' results instead of recording claims of their own.
@@ -34,13 +34,27 @@ class ReproductionError(ValueError):
     """The gathered results are incomplete or inconsistent; the message lists every problem."""
 
 
+def book_toc() -> Path:
+    """The toc of the book being built: ``$INRLIB_TOC`` (the book pipeline sets it), else the
+    repository's ``_toc.yml`` (found from the working directory)."""
+    import os
+    from ..book import _repo_root
+    if os.environ.get("INRLIB_TOC"):
+        return Path(os.environ["INRLIB_TOC"])
+    cwd = Path.cwd().resolve()
+    return (_repo_root(cwd) or cwd) / "_toc.yml"
+
+
 def toc_chapters(toc: str | Path) -> list[str]:
     """The chapter stems (``"theory"``, ...) a jupyter-book toc lists, in reading order, the pages
-    of :data:`GATHERING` and Markdown pages left out. A chapter is ``book/<stem>`` with a
-    ``book/<stem>.py`` beside the toc."""
+    of :data:`GATHERING` and Markdown pages left out. Entries are paths from the repository root
+    (the toc's folder or the first folder above it that holds ``inrlib/``); a chapter has a ``.py``
+    source there."""
     import yaml
 
-    toc = Path(toc)
+    from ..book import _repo_root
+    toc = Path(toc).resolve()
+    root = _repo_root(toc.parent) or toc.parent
     data = yaml.safe_load(toc.read_text())
     entries: list[str] = [str(data.get("root", ""))]
 
@@ -59,7 +73,7 @@ def toc_chapters(toc: str | Path) -> list[str]:
     out = []
     for e in entries:
         stem = Path(e).with_suffix("") if Path(e).suffix == ".py" else Path(e)
-        if (toc.parent / f"{stem}.py").is_file() and stem.name not in GATHERING and stem.name not in out:
+        if (root / f"{stem}.py").is_file() and stem.name not in GATHERING and stem.name not in out:
             out.append(stem.name)
     return out
 
