@@ -30,14 +30,14 @@
 # summed over every trainable tensor of the network, grid values included. Every figure and every
 # number in it is produced by the code on the page, run when the book is built; nothing is pasted
 # in. Each chapter states the settings it ran with and writes its numbers, and its verdict on each claim of the
-# papers it tests, to a results file; the closing [reproduction table](reproduction) gathers them all beside
+# papers it tests, to a results file; the closing <a href="reproduction.html">reproduction table</a> gathers them all beside
 # the papers' own values.
 
 # %% [markdown]
 # ## What reproduces
 #
 # The verdicts of this build, counted over every claim the chapters test (the profile is named
-# below; the [reproduction table](reproduction) lists each claim with the paper's value, ours and
+# below; the <a href="reproduction.html">reproduction table</a> lists each claim with the paper's value, ours and
 # the chapter that computed it):
 
 # %% tags=["parameters", "remove-cell"]
