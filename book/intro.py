@@ -47,7 +47,6 @@ seed = 0               # unused
 strict = False         # True: stop on missing, partial or stale results (the reproduction page does; here: say so)
 
 # %% tags=["remove-input"]
-from pathlib import Path
 
 from IPython.display import Markdown, display
 
@@ -55,7 +54,7 @@ from inrlib.book import markdown_table
 from inrlib.claims import VERDICTS
 from inrlib.studies import reproduction as R
 
-book_dir = Path.cwd() if (Path.cwd() / "intro.py").is_file() else Path.cwd() / "book"
+book_dir = R.sources_dir()
 gathered = R.gather(R.toc_chapters(R.book_toc()), profile, sources=book_dir)
 if strict:
     R.require_complete(gathered)

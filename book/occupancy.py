@@ -82,8 +82,8 @@ import numpy as np
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
-from inrlib.book import ChapterResults, markdown_table, profile_value, progress, resolve_device, runs_dir
-from inrlib.claims import VERDICTS, verdict_counts
+from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, progress, resolve_device, runs_dir
+from inrlib.claims import verdict_counts
 from inrlib.data import load_mesh
 from inrlib.experiments import TABLE4, TABLE4_MESHES, sweep
 from inrlib.plotting import clip_below_floor, floor_line, image_grid, plot_curves
@@ -335,13 +335,7 @@ context = (f"{profile} profile: {', '.join(results)}; {depth} x {width} ReLU, {e
            f"{batch_size or 'Table 4 batch'} points, Table 4's lr x {lr_scale:g}.")
 claims = S.occupancy_claims(rows, curves["output"][end], context, logit_curves=curves["logit"][end])
 counts = verdict_counts(claims)
-display(Markdown(", ".join(f"**{v}**: {counts[v]}" for v in VERDICTS) + f" (of {len(claims)} claims)."))
-display(Markdown(markdown_table(claims, {
-    "claim": lambda c: f"`{c['id']}`", "ours (IoU: MPE / FFE / baseline)": lambda c: "-" if c["ours"] is None else (
-        c["ours"] if isinstance(c["ours"], str) else f"{c['ours']:.3g}"), "verdict": "verdict"})))
-display(Markdown(f"*All claims: {context}*\n\n" + "\n".join(
-    f"- `{c['id']}` ({c['verdict']}): the paper: *\"{c['paper_value']}\"* " + c["note"].replace(context, "").strip()
-    for c in claims)))
+display(Markdown(claims_markdown(claims, context, ours_label="ours (IoU: MPE / FFE / baseline)")))
 by = {(r["mesh"], r["encoding"]): r for r in rows}
 text = []
 for mesh_name in results:

@@ -44,7 +44,6 @@ seed = 0               # unused
 strict = True          # stop on a missing, partial or stale results file (False: list the problems)
 
 # %% tags=["hide-input"]
-from pathlib import Path
 
 from IPython.display import HTML, Markdown, display
 from matplotlib.figure import Figure
@@ -54,7 +53,7 @@ from inrlib.claims import PAPER_VALUES, VERDICTS
 from inrlib.studies import reproduction as R
 from inrlib.widgets import show_figure
 
-book_dir = Path.cwd() if (Path.cwd() / "reproduction.py").is_file() else Path.cwd() / "book"
+book_dir = R.sources_dir()
 run = ChapterResults("reproduction", profile=profile, device=device, seed=seed, strict=strict)
 chapters = R.toc_chapters(R.book_toc())
 gathered = R.gather(chapters, profile, sources=book_dir)

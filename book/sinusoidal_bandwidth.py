@@ -88,8 +88,8 @@ import torch
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
-from inrlib.book import ChapterResults, markdown_table, profile_value, resolve_device
-from inrlib.claims import VERDICTS, claim, verdict_counts
+from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, resolve_device
+from inrlib.claims import claim, verdict_counts
 from inrlib.ntk import empirical_ntk, rounding_floor, spectrum
 from inrlib.plotting import clip_below_floor, image_grid, plot_spectrum
 from inrlib.studies import bandwidth as S
@@ -382,12 +382,7 @@ explorer([("w", [f"{w:g}" for w in ws])], explorer_picture, sliders=("w",),
 
 # %% tags=["hide-input"]
 counts = verdict_counts(claims)
-display(Markdown(", ".join(f"**{v}**: {counts[v]}" for v in VERDICTS) + f" (of {len(claims)} claims)."))
-display(Markdown(markdown_table(claims, {"claim": lambda c: f"`{c['id']}`", "ours": lambda c: "-" if c["ours"] is None
-                                         else f"{c['ours']:.3g}", "verdict": "verdict"})))
-display(Markdown(f"*{profile} profile.* The paper's statements are sentences (its numbers are not in the seed "
-                 "text): \n\n" + "\n".join(f"- `{c['id']}` ({c['verdict']}): *\"{c['paper_value']}\"* {c['note']}"
-                                           for c in claims)))
+display(Markdown(claims_markdown(claims, f"{profile} profile.")))
 
 # %% tags=["hide-input"]
 path = run.save({"claims": claims, "verdict_counts": counts, "lemma1": lem, "activations": act_rows,

@@ -82,8 +82,8 @@ from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 from scipy import stats
 
-from inrlib.book import ChapterResults, markdown_table, profile_value, resolve_device, runs_dir
-from inrlib.claims import VERDICTS, claim, verdict_counts
+from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, resolve_device, runs_dir
+from inrlib.claims import claim, verdict_counts
 from inrlib.data import load_image
 from inrlib.experiments import sweep
 from inrlib.plotting import clip_below_floor, image_grid, plot_spectrum
@@ -308,11 +308,7 @@ claims.append(claim("002.psnr_vs_siren", gap, "holds" if gap >= -1.0 else "appro
 
 # %% tags=["hide-input"]
 counts = verdict_counts(claims)
-display(Markdown(", ".join(f"**{v}**: {counts[v]}" for v in VERDICTS) + f" (of {len(claims)} claims)."))
-display(Markdown(markdown_table(claims, {"claim": lambda c: f"`{c['id']}`", "ours": lambda c: "-" if c["ours"] is None
-                                         else f"{c['ours']:.3g}", "verdict": "verdict"})))
-display(Markdown(f"*{profile} profile.*\n\n" + "\n".join(
-    f"- `{c['id']}` ({c['verdict']}): *\"{c['paper_value']}\"* {c['note']}" for c in claims)))
+display(Markdown(claims_markdown(claims, f"{profile} profile.")))
 
 # %% tags=["hide-input"]
 path = run.save({"claims": claims, "verdict_counts": counts,

@@ -46,6 +46,8 @@ __all__ = [
     "static_page",
     "claim_value",
     "claims_markdown",
+    "TocError",
+    "toc_entries",
 ]
 
 PROFILES = ("smoke", "quick", "paper")
@@ -131,6 +133,41 @@ def _repo_root(start: Path) -> Path | None:
         if (folder / "_toc.yml").is_file() and (folder / "inrlib").is_dir():
             return folder
     return None
+
+
+class TocError(ValueError):
+    """A jupyter-book toc this project cannot read; the message names the file and the fix."""
+
+
+def _walk_toc(node: Any, toc: Path) -> Iterable[str]:
+    if isinstance(node, dict):
+        if "glob" in node:
+            raise TocError(f"{toc}: 'glob' entries are not supported by the book pipeline; list each file")
+        if "file" in node:
+            yield str(node["file"])
+        for key in ("parts", "chapters", "sections"):
+            for child in node.get(key) or []:
+                yield from _walk_toc(child, toc)
+    elif isinstance(node, list):
+        for child in node:
+            yield from _walk_toc(child, toc)
+
+
+def toc_entries(toc: str | Path) -> list[str]:
+    """Every ``file`` entry of a jupyter-book 1.x toc (``format: jb-book``), the root first, in
+    reading order, as written (paths from the repository root, with or without a suffix)."""
+    import yaml
+
+    toc = Path(toc)
+    if not toc.is_file():
+        raise TocError(f"{toc} not found")
+    try:
+        data = yaml.safe_load(toc.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise TocError(f"{toc} is not valid YAML: {err}") from None
+    if not isinstance(data, dict) or "root" not in data:
+        raise TocError(f"{toc} has no 'root' entry (jupyter-book 1.x toc, format: jb-book)")
+    return [str(data["root"]), *_walk_toc(data, toc)]
 
 
 def results_dir(profile: str | None = None) -> Path:
@@ -276,16 +313,17 @@ def claim_value(value: Any, unit: str = "", bound: str | None = None) -> str:
     return f"{sign}{float(value):.3g}{' ' + unit if unit in ('dB', 'epochs') else ''}"
 
 
-def claims_markdown(claims: Sequence[Mapping[str, Any]], context: str = "") -> str:
+def claims_markdown(claims: Sequence[Mapping[str, Any]], context: str = "", ours_label: str = "ours") -> str:
     """A chapter's claims as Markdown: the verdict counts, a table (claim, the paper's value, ours,
     verdict) and one note per claim (the paper's sentence where it is one, then how it was judged).
-    ``context`` (the settings the claims were measured with) is said once, not in every note."""
+    ``context`` (the settings the claims were measured with) is said once, not in every note;
+    ``ours_label`` heads the column of our values (say what they are when it is not obvious)."""
     from .claims import VERDICTS, verdict_counts
     counts = verdict_counts(claims)
     head = ", ".join(f"**{v}**: {counts[v]}" for v in VERDICTS) + f" (of {len(claims)} claims)."
     table = markdown_table(claims, {
         "claim": lambda c: f"`{c['id']}`", "the paper": lambda c: claim_value(c["paper_value"], c["unit"]),
-        "ours": lambda c: claim_value(c["ours"], c["unit"], c.get("ours_bound")), "verdict": "verdict"})
+        ours_label: lambda c: claim_value(c["ours"], c["unit"], c.get("ours_bound")), "verdict": "verdict"})
     notes = "\n".join(
         f"- `{c['id']}` ({c['verdict']}): "
         + (f"the paper: *\"{c['paper_value']}\"* " if isinstance(c["paper_value"], str) else "")

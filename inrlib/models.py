@@ -5,7 +5,6 @@ import copy
 import math
 from typing import Any, Mapping, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from . import encodings as enc

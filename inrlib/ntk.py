@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping

@@ -33,13 +33,13 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make `inrlib` importable without installing
     sys.path.insert(0, str(ROOT))
 
-from inrlib.book import PROFILES  # noqa: E402
+from inrlib.book import PROFILES, TocError, toc_entries  # noqa: E402
 from inrlib.io import atomic_path, atomic_write  # noqa: E402
 
 KERNEL = "inrlib"
@@ -74,26 +74,12 @@ def load_yaml(path: Path) -> Any:
         raise PipelineError(f"{rel(path)} is not valid YAML: {err}") from None
 
 
-def _walk_toc(node: Any, toc: Path) -> Iterator[str]:
-    if isinstance(node, dict):
-        if "glob" in node:
-            raise PipelineError(f"{rel(toc)}: 'glob' entries are not supported by the book pipeline; list each file")
-        if "file" in node:
-            yield str(node["file"])
-        for key in ("parts", "chapters", "sections"):
-            for child in node.get(key) or []:
-                yield from _walk_toc(child, toc)
-    elif isinstance(node, list):
-        for child in node:
-            yield from _walk_toc(child, toc)
-
-
 def toc_files(toc: Path) -> list[str]:
     """Every ``file`` entry of a jupyter-book toc, the root first, in reading order."""
-    data = load_yaml(toc)
-    if not isinstance(data, dict) or "root" not in data:
-        raise PipelineError(f"{rel(toc)} has no 'root' entry (jupyter-book 1.x toc, format: jb-book)")
-    return [str(data["root"]), *_walk_toc(data, toc)]
+    try:
+        return toc_entries(toc)
+    except TocError as err:
+        raise PipelineError(str(err).replace(str(toc), rel(toc), 1)) from None
 
 
 def resolve_entry(entry: str, base: Path = ROOT) -> tuple[str, Path]:

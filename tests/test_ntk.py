@@ -1,5 +1,4 @@
 """The empirical NTK engine against the torch.func references, its groups, spectra and regression."""
-import math
 
 import numpy as np
 import pytest

@@ -106,6 +106,30 @@ def test_toc_chapters_of_the_book_leave_out_the_gathering_pages(monkeypatch):
                              "staf_init"}
 
 
+def test_sources_dir_is_the_folder_of_the_pages():
+    assert R.sources_dir(ROOT / "book") == ROOT / "book"      # papermill runs a page in its folder
+    assert R.sources_dir(ROOT) == ROOT / "book"               # a notebook or script at the root
+
+
+def test_toc_entries_walk_parts_chapters_and_sections_in_reading_order(tmp_path):
+    from inrlib.book import TocError, toc_entries
+    toc = tmp_path / "_toc.yml"
+    toc.write_text("format: jb-book\nroot: a\nparts:\n- caption: P\n  chapters:\n  - file: b\n"
+                   "    sections:\n    - file: c.py\n  - file: d\n- caption: Q\n  chapters:\n  - file: e\n")
+    assert toc_entries(toc) == ["a", "b", "c.py", "d", "e"]
+    toc.write_text("format: jb-book\nroot: a\nchapters:\n- glob: book/*\n")
+    with pytest.raises(TocError, match="'glob' entries are not supported"):
+        toc_entries(toc)
+    toc.write_text("format: jb-book\nchapters:\n- file: b\n")
+    with pytest.raises(TocError, match="no 'root' entry"):
+        toc_entries(toc)
+    toc.write_text("root: [a\n")
+    with pytest.raises(TocError, match="not valid YAML"):
+        toc_entries(toc)
+    with pytest.raises(TocError, match="not found"):
+        toc_entries(tmp_path / "missing.yml")
+
+
 def test_claims_html_links_each_row_to_its_chapter_findings():
     rows = [{**claim("000.eq9", 2e-16, "holds", "fine"), "chapter": "theory"},
             {**claim("000.fig5a.order", 0.9, "fails", "a <b> note"), "chapter": "imagenet"}]

@@ -15,7 +15,6 @@ antialiased) to ``side x side`` RGB pixels (:func:`inrlib.data.load_image`), all
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np

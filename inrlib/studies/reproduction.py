@@ -17,7 +17,7 @@ from ..book import results_dir
 from ..claims import PAPER_VALUES, VERDICTS, check_claims
 from ..io import read_json
 
-__all__ = ["GATHERING", "DATA_KEYS", "PAPERS", "ReproductionError", "book_toc", "toc_chapters", "gather", "covers",
+__all__ = ["GATHERING", "DATA_KEYS", "PAPERS", "ReproductionError", "book_toc", "sources_dir", "toc_chapters", "gather", "covers",
            "missing_claims", "counts_by_paper", "require_complete", "chapter_title", "claims_html", "plot_counts"]
 
 #: Pages that gather the other chapters' results instead of recording claims of their own.
@@ -45,31 +45,24 @@ def book_toc() -> Path:
     return (_repo_root(cwd) or cwd) / "_toc.yml"
 
 
+def sources_dir(start: str | Path | None = None) -> Path:
+    """The folder of the chapters' ``.py`` sources: ``start`` (default: the working directory) when
+    it holds a gathering page (papermill runs each page in its own folder), else its ``book/``."""
+    folder = Path(start) if start is not None else Path.cwd()
+    if any((folder / f"{page}.py").is_file() for page in GATHERING):
+        return folder
+    return folder / "book"
+
+
 def toc_chapters(toc: str | Path) -> list[str]:
     """The chapter stems (``"theory"``, ...) a jupyter-book toc lists, in reading order, the pages
     of :data:`GATHERING` and Markdown pages left out. Entries are paths from the repository root
     (the toc's folder or the first folder above it that holds ``inrlib/``); a chapter has a ``.py``
     source there."""
-    import yaml
-
-    from ..book import _repo_root
+    from ..book import _repo_root, toc_entries
     toc = Path(toc).resolve()
     root = _repo_root(toc.parent) or toc.parent
-    data = yaml.safe_load(toc.read_text())
-    entries: list[str] = [str(data.get("root", ""))]
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if "file" in node:
-                entries.append(str(node["file"]))
-            for v in node.values():
-                if isinstance(v, (dict, list)):
-                    walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk({k: v for k, v in data.items() if k != "root"})
+    entries = toc_entries(toc)
     out = []
     for e in entries:
         stem = Path(e).with_suffix("") if Path(e).suffix == ".py" else Path(e)
