@@ -7,7 +7,7 @@
 #   make lab       JupyterLab on 127.0.0.1 (PORT=8888): the chapters open as notebooks, live explorers
 #   make check-pages   check the built _build/html in headless chromium (+ screenshots)
 #   make bench     the benchmarks          make venv   the environment       make clean
-#   make mutants MODULE=inrlib/spectra.py TESTS=tests/test_claims.py   mutation testing (slow; not in CI)
+#   make mutants MODULE=inrlib/spectra.py TESTS=tests/test_claims.py   mutation testing (slow; not in CI; no MODULE: the scores)
 #
 # Each target sets up what it needs. Variables: PROFILE (smoke|quick|paper, default quick),
 # BUILD (default _build), TOC, EXEC_FLAGS, HTML_FLAGS, PYTEST_ARGS, BENCH_ARGS, VENV.
@@ -107,7 +107,8 @@ test: venv vendor chromium
 MODULE ?=
 TESTS  ?= tests
 mutants: venv
-	@test -n "$(MODULE)" || { echo 'usage: make mutants MODULE=inrlib/spectra.py [TESTS="tests/test_claims.py"]' >&2; exit 2; }
+	@if [ -z "$(MODULE)" ]; then echo 'usage: make mutants MODULE=inrlib/spectra.py [TESTS="tests/test_claims.py"]; scores so far:' >&2; \
+	  $(PY) scripts/mutants.py --report; exit 0; fi
 	@test -x $(VENV)/bin/mutmut || $(PY) -m pip install -q 'mutmut==3.8.1' -c constraints.txt
 	$(PY) scripts/mutants.py $(MODULE) --tests $(TESTS)
 

@@ -89,13 +89,14 @@ class Sine(nn.Module):
         if trainable:
             self.w0 = nn.Parameter(torch.tensor(float(w0)))
         else:
-            self.register_buffer("w0", torch.tensor(float(w0)), persistent=False)
+            # float64: a float64 network then computes sin(w0 z) with w0 as given (0.1 is not a float32)
+            self.register_buffer("w0", torch.tensor(float(w0), dtype=torch.float64), persistent=False)
 
     def forward(self, z: Tensor) -> Tensor:
         return torch.sin(self.w0.to(z.dtype) * z)
 
     def extra_repr(self) -> str:
-        return f"w0={float(self.w0):g}, trainable={isinstance(self.w0, nn.Parameter)}"
+        return f"w0={float(self.w0.detach()):g}, trainable={isinstance(self.w0, nn.Parameter)}"
 
 
 def siren_layer(in_features: int, out_features: int, *, w0: float = 30.0, is_first: bool = False) -> nn.Sequential:

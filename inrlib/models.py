@@ -44,7 +44,7 @@ class CoordinateMLP(nn.Module):
         super().__init__()
         if isinstance(encoding, Mapping):
             encoding = build_encoding(encoding)
-        if not isinstance(encoding, nn.Module) or not hasattr(encoding, "out_features"):
+        if not isinstance(encoding, nn.Module) or not all(hasattr(encoding, a) for a in ("dim", "out_features")):
             raise TypeError("encoding must be an inrlib encoding module (with .dim and .out_features) or a "
                             f"config dict, got {type(encoding).__name__}")
         if isinstance(hidden, int):
@@ -89,8 +89,7 @@ class CoordinateMLP(nn.Module):
         if activation in ("sine", "staf"):
             bound = math.sqrt(6.0 / widths[-1]) / w0
             nn.init.uniform_(last.weight, -bound, bound)
-        elif activation == "simple_sine":
-            nn.init.normal_(last.weight, 0.0, math.sqrt(2.0 / widths[-1]))
+        # simple_sine: the standard Dense init is already paper 001's Kaiming normal N(0, 2/n)
         layers.append(last)
         if output_activation == "sigmoid":
             layers.append(nn.Sigmoid())
@@ -114,10 +113,9 @@ class CoordinateMLP(nn.Module):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "CoordinateMLP":
         """Build from a plain dict: ``{"encoding": {...}, "hidden": [...], ...}`` (see :func:`build_encoding`)."""
-        config = dict(copy.deepcopy(config))
         if "encoding" not in config:
             raise ValueError("model config needs an 'encoding' entry, e.g. {'type': 'identity', 'dim': 2}")
-        return cls(build_encoding(config.pop("encoding")), **config)
+        return cls(**copy.deepcopy(dict(config)))          # the encoding's dict goes to build_encoding
 
     def count_parameters(self) -> dict[str, int]:
         """Trainable parameter counts: ``{"encoding": ..., "mlp": ..., "total": ...}``."""

@@ -11,6 +11,8 @@ reaches count as survived. The run happens in a temporary copy of the tracked fi
 ``mutants/`` folder and its own configuration), so the repository stays clean. Not part of CI: it
 runs the named tests once per mutant, minutes to hours per module on 2 cores. Prints the score per
 module and writes ``mutants/<module>.json`` (the counts and the surviving mutants) under ``--out``.
+
+    python scripts/mutants.py --report     # the scores recorded under --out, as a Markdown table
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,13 +34,33 @@ def tracked_files() -> list[str]:
     return [f for f in out.splitlines() if f]
 
 
+def report(out: Path) -> str:
+    """The runs recorded under ``out`` as a Markdown table (one row per run, by module)."""
+    rows = ["| module | tests | killed (of which timeouts) | survived | score | minutes |", "|---|---|---|---|---|---|"]
+    for path in sorted(out.glob("*.json")):
+        rec = json.loads(path.read_text())
+        st = rec["stats"]
+        killed, timeout = st.get("killed", 0) + st.get("timeout", 0), st.get("timeout", 0)
+        survived = st.get("survived", 0) + st.get("no_tests", 0)
+        minutes = f"{rec['seconds'] / 60:.1f}" if "seconds" in rec else "-"
+        rows.append(f"| {', '.join(f'`{m}`' for m in rec['modules'])} | {', '.join(f'`{t}`' for t in rec['tests'])} "
+                    f"| {killed} ({timeout}) | {survived} | {rec['score']:.1%} | {minutes} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("modules", nargs="+", help="files under inrlib/ to mutate, e.g. inrlib/spectra.py")
+    ap.add_argument("modules", nargs="*", help="files under inrlib/ to mutate, e.g. inrlib/spectra.py")
+    ap.add_argument("--report", action="store_true", help="print the recorded scores as a Markdown table")
     ap.add_argument("--tests", nargs="+", default=["tests"], help="pytest paths or node ids that should kill the mutants")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", type=Path, default=ROOT / "_build" / "mutants")
     args = ap.parse_args(argv)
+    if args.report:
+        print(report(args.out))
+        return 0
+    if not args.modules:
+        ap.error("name at least one module, e.g. inrlib/spectra.py (or pass --report)")
     for m in args.modules:
         if not (ROOT / m).is_file() or not m.startswith("inrlib/") or not m.endswith(".py"):
             print(f"mutants: {m} is not a module file under inrlib/ (e.g. inrlib/spectra.py)", file=sys.stderr)
@@ -59,10 +82,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"pytest_add_cli_args_test_selection = {json.dumps(args.tests)}\n"
                 "pytest_add_cli_args = [\"-x\", \"-q\", \"-p\", \"no:cacheprovider\"]\n")
         (work / "pyproject.toml").write_text(cfg)
-        env = {**os.environ, "MPLBACKEND": "Agg", "INRLIB_PROGRESS": "0"}
+        # One thread per mutant: mutmut forks its workers from a process that has run torch, and an
+        # OpenMP pool inherited through fork() hangs in the child (every mutant would "time out").
+        env = {**os.environ, "MPLBACKEND": "Agg", "INRLIB_PROGRESS": "0", "OMP_NUM_THREADS": "1",
+               "MKL_NUM_THREADS": "1"}
         args.out.mkdir(parents=True, exist_ok=True)
         name = "_".join(Path(m).stem for m in args.modules)
         log = args.out / f"{name}.log"
+        started = time.monotonic()
         with open(log, "w") as fh:     # mutmut draws a progress line per mutant: keep it out of the terminal
             proc = subprocess.run([mutmut, "run", "--max-children", str(args.workers)], cwd=work, env=env,
                                   stdout=fh, stderr=subprocess.STDOUT)
@@ -80,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         diffs = {m: subprocess.run([mutmut, "show", m], cwd=work, env=env, capture_output=True, text=True).stdout
                  for m in surviving[:300]}
         record = {"modules": args.modules, "tests": args.tests, "stats": stats, "score": score,
-                  "surviving": diffs}
+                  "seconds": round(time.monotonic() - started, 1), "surviving": diffs}
         (args.out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"mutants: {', '.join(args.modules)}: {killed} killed, {survived} survived "
               f"(score {score:.1%}); details in {args.out / (name + '.json')}")

@@ -1,4 +1,5 @@
 """Layers and models: parameterizations, initializations (paper 001 Lemma 1, paper 002), stability."""
+import copy
 import math
 
 import numpy as np
@@ -209,3 +210,168 @@ def test_staf_pre_activations_are_the_siren_layers():
     for d, b in zip(denses, bounds):
         wmax = float(d.weight.detach().abs().max())
         assert 0.95 * b < wmax <= b, (wmax, b)
+
+
+def test_layer_reprs_state_their_settings():
+    assert Dense(3, 4, beta=0.25).extra_repr() == "in=3, out=4, parameterization=ntk, beta=0.25"
+    assert Dense(3, 4, parameterization="standard").extra_repr() == "in=3, out=4, parameterization=standard"
+    assert Sine(2.5, trainable=True).extra_repr() == "w0=2.5, trainable=True"
+    assert Sine(30.0).extra_repr() == "w0=30, trainable=False"
+    assert STAF(4, tau=3, shared=True).extra_repr() == "features=4, tau=3, shared=True"
+    assert "Sine(w0=30, trainable=False)" in repr(siren_layer(2, 3))
+
+
+def test_coordinate_mlp_builds_the_layers_it_is_asked_for():
+    """Every argument reaches its layer: types, parameterizations, beta, w0 / w, tau, sharing, last layer."""
+    torch.manual_seed(0)
+    enc = IdentityEncoding(2)
+    for act, cls in (("relu", torch.nn.ReLU), ("tanh", torch.nn.Tanh)):
+        for par in ("ntk", "standard"):
+            m = CoordinateMLP(enc, [8, 6], 3, act, parameterization=par, beta=0.3)
+            kinds = [type(layer) for layer in m.mlp]
+            assert kinds == [Dense, cls, Dense, cls, Dense], kinds
+            denses = [layer for layer in m.mlp if isinstance(layer, Dense)]
+            assert [(d.in_features, d.out_features) for d in denses] == [(2, 8), (8, 6), (6, 3)]
+            assert all(d.parameterization == par for d in denses)
+            assert all(d.b_scale == (0.3 if par == "ntk" else 1.0) for d in denses)
+    siren = CoordinateMLP(enc, [16, 16], 1, "sine", w0=12.0, beta=0.3)
+    assert [float(s.w0) for s in siren.mlp if isinstance(s, Sine)] == [12.0, 12.0]
+    assert all(d.parameterization == "standard" for d in siren.mlp if isinstance(d, Dense))
+    simple = CoordinateMLP(enc, [16, 16], 1, "simple_sine", w=7.0, trainable_w=True)
+    sines = [s for s in simple.mlp if isinstance(s, Sine)]
+    assert [float(s.w0) for s in sines] == [7.0, 1.0]
+    assert isinstance(sines[0].w0, torch.nn.Parameter) and not isinstance(sines[1].w0, torch.nn.Parameter)
+    assert not any(isinstance(s.w0, torch.nn.Parameter)
+                   for s in CoordinateMLP(enc, [16, 16], 1, "simple_sine", w=7.0).mlp if isinstance(s, Sine))
+    n = 4000
+    staf = CoordinateMLP(enc, [n, 32], 1, "staf", tau=3, staf_shared=True, w0=5.0, staf_init="laplace")
+    stafs = [s for s in staf.mlp if isinstance(s, STAF)]
+    assert [(s.features, s.tau, s.shared) for s in stafs] == [(n, 3, True), (32, 3, True)]
+    freqs = torch.cat([s.frequencies.detach() for s in stafs])
+    assert float(freqs.min()) >= 0 and 3.0 < float(freqs.max()) < 5.0          # w0 U(0, 1)
+    first, hidden = [d for d in staf.mlp if isinstance(d, Dense)][:2]
+    for d, n_in in ((first, 2), (hidden, n)):                                 # PyTorch's default bias bounds
+        b = d.bias.detach()
+        assert -1 / math.sqrt(n_in) <= float(b.min()) < -0.9 / math.sqrt(n_in), (n_in, b)
+        assert 0.9 / math.sqrt(n_in) < float(b.max()) <= 1 / math.sqrt(n_in), (n_in, b)
+    assert all(d.parameterization == "standard" for d in staf.mlp if isinstance(d, Dense))
+    assert float(stafs[0].amplitudes.min()) < 0                                # signed: the Laplace init
+    default = CoordinateMLP(enc, [64], 1, "staf")
+    assert default.mlp[1].tau == 5 and float(default.mlp[1].amplitudes.min()) >= 0    # Rayleigh amplitudes
+    assert 29 < float(default.mlp[1].frequencies.max()) < 30                  # w0 = 30
+    # the last layer: N(0, 1) under the NTK parameterization; SIREN's bound from the last hidden width
+    wide = CoordinateMLP(enc, [512], 64, "relu")
+    assert float(wide.mlp[-1].weight.detach().std()) == pytest.approx(1.0, rel=0.03)
+    for act in ("sine", "staf"):
+        narrow_last = CoordinateMLP(enc, [300, 64], 8, act, w0=20.0).mlp[-1].weight.detach()
+        bound = math.sqrt(6 / 64) / 20.0
+        assert 0.9 * bound < float(narrow_last.abs().max()) <= bound, act
+    simple_last = CoordinateMLP(enc, [300, 64], 200, "simple_sine").mlp[-1].weight.detach()
+    assert float(simple_last.std()) == pytest.approx(math.sqrt(2 / 64), rel=0.05) and abs(float(simple_last.mean())) < 0.01
+    assert CoordinateMLP(enc, [4]).out_features == 1 and CoordinateMLP(enc, [1], 1)(torch.rand(3, 2)).shape == (3, 1)
+    assert [float(s.w0) for s in CoordinateMLP(enc, [8], 1, "sine").mlp if isinstance(s, Sine)] == [30.0]
+    sig = CoordinateMLP(enc, [4], 2, output_activation="sigmoid")
+    assert isinstance(sig.mlp[-1], torch.nn.Sigmoid) and isinstance(CoordinateMLP(enc, [4], 2).mlp[-1], Dense)
+
+
+def test_coordinate_mlp_config_properties_and_counts():
+    enc = MultigridEncoding(2, [4], 2)
+    m = CoordinateMLP(enc, 8, 3, "tanh", parameterization="standard", beta=0.2, w0=3.0, w=2.0, trainable_w=True,
+                      tau=4, staf_shared=True, staf_init="laplace", output_activation="sigmoid")
+    assert m.config == {"hidden": [8], "out_features": 3, "activation": "tanh", "parameterization": "standard",
+                        "beta": 0.2, "w0": 3.0, "w": 2.0, "trainable_w": True, "tau": 4, "staf_shared": True,
+                        "staf_init": "laplace", "output_activation": "sigmoid"}
+    assert (m.dim, m.out_features, m.activation, m.parameterization) == (2, 3, "tanh", "standard")
+    assert m.without_encoding().config == m.config and m.without_encoding().dim == 2
+    width = 1 * 2 + 2                                          # one level of k = 2 features, then x
+    assert m.count_parameters() == {"encoding": 4 * 4 * 2, "mlp": width * 8 + 8 + 8 * 3 + 3,
+                                    "total": 32 + width * 8 + 8 + 8 * 3 + 3}
+    for p in m.encoding.parameters():
+        p.requires_grad_(False)
+    m.mlp[0].bias.requires_grad_(False)
+    assert m.count_parameters() == {"encoding": 0, "mlp": width * 8 + 8 * 3 + 3, "total": width * 8 + 8 * 3 + 3}
+    config = {"encoding": {"type": "fourier", "dim": 2, "levels": 3}, "hidden": [5], "out_features": 2}
+    frozen = copy.deepcopy(config)
+    assert CoordinateMLP.from_config(config)(torch.rand(3, 2)).shape == (3, 2)
+    assert config == frozen                                    # the caller's dict is not consumed
+    enc_config = {"type": "identity", "dim": 3}
+    assert isinstance(build_encoding(enc_config), IdentityEncoding) and enc_config == {"type": "identity", "dim": 3}
+    assert build_encoding(enc) is enc
+
+
+def test_coordinate_mlp_messages():
+    enc = IdentityEncoding(2)
+    with pytest.raises(ValueError, match=r"^out_features must be a positive integer, got 2.5$"):
+        CoordinateMLP(enc, [4], 2.5)
+    with pytest.raises(ValueError, match=r"^out_features must be a positive integer, got 0$"):
+        CoordinateMLP(enc, [4], 0)
+    with pytest.raises(ValueError, match=r"^hidden must be a non-empty list of positive widths, got \[4, 0\]$"):
+        CoordinateMLP(enc, [4, 0], 1)
+    with pytest.raises(ValueError, match=r"^parameterization must be one of \('ntk', 'standard'\), got 'mup'$"):
+        CoordinateMLP(enc, [4], 1, parameterization="mup")
+    with pytest.raises(ValueError, match=r"^activation must be one of \('relu', 'tanh', 'sine', 'simple_sine', 'staf'\), got 'gelu'$"):
+        CoordinateMLP(enc, [4], 1, "gelu")
+    with pytest.raises(ValueError, match=r"^output_activation must be one of \(None, 'sigmoid'\), got 'softmax'$"):
+        CoordinateMLP(enc, [4], 1, output_activation="softmax")
+    with pytest.raises(TypeError, match=r"^encoding must be an inrlib encoding module \(with \.dim and \.out_features\) "
+                                        r"or a config dict, got Linear$"):
+        CoordinateMLP(torch.nn.Linear(2, 2), [4], 1)
+    with pytest.raises(ValueError, match=r"^model config needs an 'encoding' entry"):
+        CoordinateMLP.from_config({"hidden": [4]})
+    with pytest.raises(ValueError, match=r"^encoding type must be one of \['fourier', 'gaussian_fourier', 'hashgrid', "
+                                         r"'identity', 'multigrid'\], got None$"):
+        build_encoding({"dim": 2})
+    with pytest.raises(ValueError, match=r"^bad arguments for a 'fourier' encoding: "):
+        build_encoding({"type": "fourier", "dim": 2})
+
+
+def test_layer_defaults_and_the_bias_free_dense():
+    torch.manual_seed(0)
+    a = torch.randn(5, 3, dtype=torch.float64)
+    for par, scale in (("ntk", 1 / math.sqrt(3)), ("standard", 1.0)):
+        d = Dense(3, 4, parameterization=par, bias=False).double()
+        assert d.bias is None and [n for n, _ in d.named_parameters()] == ["weight"]
+        torch.testing.assert_close(d(a), scale * a @ d.weight.T, rtol=1e-15, atol=1e-15)
+    d = Dense(3, 4).double()                                   # ntk, beta = 0.1
+    torch.testing.assert_close(d(a), a @ d.weight.T / math.sqrt(3) + 0.1 * d.bias, rtol=1e-15, atol=1e-15)
+    with pytest.raises(ValueError, match=r"^Dense needs positive sizes, got in=0, out=3$"):
+        Dense(0, 3)
+    with pytest.raises(ValueError, match=r"^Dense needs positive sizes, got in=2, out=0$"):
+        Dense(2, 0)
+    assert float(Sine().w0) == 1.0 and [n for n, _ in Sine().named_parameters()] == []
+    assert float(siren_layer(2, 3)[1].w0) == 30.0
+    assert float(simple_sine_layer(2, 3, is_first=True)[1].w0) == 1.0
+    assert float(simple_sine_layer(2, 3, w=4.0)[1].w0) == 1.0                 # not the first layer by default
+    assert [n for n, _ in simple_sine_layer(2, 3, w=4.0, is_first=True).named_parameters()] == ["0.weight", "0.bias"]
+    staf = STAF(2000)
+    assert (staf.tau, staf.shared, staf.amplitudes.shape) == (5, False, (2000, 5))
+    assert 29.9 < float(staf.frequencies.max()) < 30.0 and float(staf.frequencies.min()) >= 0.0   # 30 U(0, 1)
+    assert STAF(3, tau=1)(torch.zeros(2, 3)).shape == (2, 3)                # one sinusoid is allowed
+    assert float(staf.phases.abs().max()) <= math.pi and float(staf.amplitudes.min()) >= 0.0    # Rayleigh
+    with pytest.raises(ValueError, match=r"^amplitude_init must be 'normal' or 'laplace', got 'uniform'$"):
+        STAF(4, amplitude_init="uniform")
+    with pytest.raises(ValueError, match=r"^STAF built for 4 features got input of width 3$"):
+        STAF(4)(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"^STAF built for 4 features got input of width 3$"):
+        STAF(4)(torch.zeros(2, 5, 3))
+    assert STAF(4)(torch.zeros(2, 5, 4)).shape == (2, 5, 4)               # any leading batch shape
+    assert STAF(4, shared=True)(torch.zeros(2, 3)).shape == (2, 3)     # one shared set serves any width
+
+
+def test_sine_w0_is_exact_in_float64_and_saved_only_when_trained():
+    z = torch.linspace(-50, 50, 101, dtype=torch.float64)
+    torch.testing.assert_close(Sine(0.1)(z), torch.sin(0.1 * z), rtol=0, atol=1e-15)   # not a float32 0.1
+    assert dict(Sine(3.0).state_dict()) == {}                  # a fixed w0 is part of the architecture
+    assert list(Sine(3.0, trainable=True).state_dict()) == ["w0"]
+
+
+def test_staf_sine_argument_and_sum_per_neuron():
+    """Per-neuron STAF against a loop over neurons and sinusoids."""
+    torch.manual_seed(0)
+    staf = STAF(3, tau=4).double()
+    z = torch.randn(5, 3, dtype=torch.float64)
+    ref = torch.zeros(5, 3, dtype=torch.float64)
+    for j in range(3):
+        for t in range(4):
+            ref[:, j] += staf.amplitudes[j, t] * torch.sin(staf.frequencies[j, t] * z[:, j] + staf.phases[j, t])
+    torch.testing.assert_close(staf(z), ref, rtol=1e-14, atol=1e-14)

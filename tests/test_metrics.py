@@ -359,3 +359,82 @@ def test_ms_ssim_inputs_shapes_dtypes_and_scales():
     # 8-bit images with data_range 255 equal the [0, 1] images they quantize
     xi, yi = (x * 255).round().to(torch.uint8), (y * 255).round().to(torch.uint8)
     assert float(ms_ssim(xi, yi, data_range=255)) == pytest.approx(float(ms_ssim(xi.float() / 255, yi.float() / 255)), abs=1e-5)
+
+
+# ----------------------------------------------------------------------------- found by mutation testing
+def test_messages_count_the_bad_values_and_name_the_argument():
+    bad = torch.tensor([float("nan"), float("inf"), 0.5, 0.25])
+    _raises(ValueError, r"^pred holds 2 non-finite value\(s\) \(NaN or inf\); a metric of it is meaningless\. "
+            r"Check the model output \(did training diverge\?\) or the data\.$", lambda: psnr(bad, torch.zeros(4)))
+    img = torch.rand(1, 1, 16, 16)
+    nan_img = img.clone()
+    nan_img[0, 0, :3, 0] = float("nan")
+    _raises(ValueError, r"^pred holds 3 non-finite", lambda: ms_ssim(nan_img, img))
+    _raises(ValueError, r"^target holds 3 non-finite", lambda: ms_ssim(img, nan_img))
+    # a shape mismatch with different sizes ends with the broadcast rule and no reshape hint
+    _raises(ValueError, r"\(shapes are never broadcast\)\.$", lambda: psnr(torch.zeros(3), torch.zeros(4)))
+    _raises(ValueError, r"^target_occupancy must hold labels .*Threshold soft targets first, e\.g\. target >= 0\.5\.$",
+            lambda: iou(torch.tensor([0.2, 0.9]), torch.tensor([0.3, 1.0])))
+    _raises(ValueError, r"If the model outputs logits, pass logits=True \(or apply torch\.sigmoid\)\.$",
+            lambda: iou(torch.tensor([-0.2, 0.9]), torch.tensor([0.0, 1.0])))
+
+
+@pytest.mark.parametrize("kwargs, name", [({"height": 0}, "height"), ({"width": True}, "width"),
+                                          ({"height": True}, "height"), ({"win_size": 2.0}, "win_size"),
+                                          ({"width": -3}, "width")])
+def test_ms_ssim_scales_rejects_each_argument_by_name(kwargs, name):
+    args = {"height": 64, "width": 64, **kwargs}
+    _raises(ValueError, rf"^{name} must be a positive integer, got {args[name]!r}$",
+            lambda: ms_ssim_scales(args["height"], args["width"], **({"win_size": args["win_size"]} if "win_size" in args else {})))
+
+
+def test_ms_ssim_is_invariant_to_the_data_range_unit():
+    """C1 = (0.01 L)^2, C2 = (0.03 L)^2 scale with the range L: 8-bit values with L = 255 give the value of [0, 1]."""
+    x = _photo(64).double()
+    y = _noisy(x, 0.1)
+    unit = float(ms_ssim(x, y))
+    assert float(ms_ssim(255 * x, 255 * y, data_range=255)) == pytest.approx(unit, rel=1e-12)
+    assert float(ms_ssim(x, y, data_range=4.0)) != pytest.approx(unit, rel=1e-3)   # the constants do matter
+
+
+def test_ms_ssim_float64_odd_sides_and_mixed_dtypes_match_pytorch_msssim():
+    """Odd sides are padded before pooling (height and width both); float64 stays float64 (weights included)."""
+    img = transform.resize(data.astronaut(), (177, 190), anti_aliasing=True)
+    x = torch.tensor(img, dtype=torch.float64).permute(2, 0, 1)[None]
+    y = _noisy(x, 0.08)
+    ref = pytorch_msssim.ms_ssim(x, y, data_range=1.0, size_average=False)
+    ours = ms_ssim(x, y, reduction="none")
+    assert ours.dtype == torch.float64
+    torch.testing.assert_close(ours, ref, rtol=1e-13, atol=1e-13)
+    mixed = ms_ssim(x, y.float(), reduction="none")           # promoted to float64, the pair converted together
+    assert mixed.dtype == torch.float64
+    torch.testing.assert_close(mixed, pytorch_msssim.ms_ssim(x, y.float().double(), data_range=1.0, size_average=False),
+                               rtol=1e-13, atol=1e-13)
+    wide = x.transpose(-1, -2).contiguous()                    # odd width this time
+    torch.testing.assert_close(ms_ssim(wide, y.transpose(-1, -2).contiguous(), reduction="none"),
+                               pytorch_msssim.ms_ssim(wide, y.transpose(-1, -2), data_range=1.0, size_average=False),
+                               rtol=1e-13, atol=1e-13)
+
+
+def test_iou_logit_at_the_threshold_counts_inside_and_is_float64():
+    """sigmoid(0) = 0.5 >= 0.5: a logit exactly at logit(threshold) is inside, as its probability is."""
+    logits = torch.tensor([0.0, -1e-9, 2.0, -3.0])
+    target = torch.tensor([True, False, True, False])
+    assert float(iou(logits, target, logits=True)) == 1.0
+    assert float(iou(torch.sigmoid(logits.double()), target)) == 1.0
+    for pred in (torch.tensor([1, 0, 1, 1]), torch.tensor([True, False, True, True]), torch.tensor([0.9, 0.1, 0.7, 0.6])):
+        value = iou(pred, target)
+        assert value.dtype == torch.float64 and float(value) == pytest.approx(2 / 3, abs=1e-15)
+
+
+def test_ms_ssim_loop_in_float64_with_odd_sides_is_pytorch_msssim():
+    """The loop used below 161 px, run at five scales on an odd-sided float64 image: pytorch_msssim to 1e-13."""
+    img = transform.resize(data.astronaut(), (177, 190), anti_aliasing=True)
+    x = torch.tensor(img, dtype=torch.float64).permute(2, 0, 1)[None]
+    y = _noisy(x, 0.08)
+    ref = pytorch_msssim.ms_ssim(x, y, data_range=1.0, size_average=False)
+    for a, b, r in ((x, y, ref), (x.transpose(-1, -2), y.transpose(-1, -2), None)):
+        loop = _ms_ssim_levels(a, b, data_range=1.0, weights=MS_SSIM_WEIGHTS, win_size=11, win_sigma=1.5)
+        want = r if r is not None else pytorch_msssim.ms_ssim(a, b, data_range=1.0, size_average=False)
+        assert loop.dtype == torch.float64
+        torch.testing.assert_close(loop, want, rtol=1e-13, atol=1e-13)

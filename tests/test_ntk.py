@@ -1,5 +1,7 @@
 """The empirical NTK engine against the torch.func references, its groups, spectra and regression."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -436,3 +438,200 @@ def test_kernel_regression_takes_host_inputs_for_a_kernel_on_another_device():
     assert out.device.type == "meta" and out.shape == (3, 1) and out.dtype == torch.float64
     out = kernel_regression(K, np.zeros((6, 2)), [0.1, 1.0], f0_train=np.ones((6, 2)))
     assert out.device.type == "meta" and out.shape == (2, 6, 2)
+
+
+def test_bias_free_dense_layers_contribute_no_bias_term():
+    """Dense(bias=False) in both parameterizations: the structured kernel has no b_scale^2 D D^T term."""
+    from inrlib.layers import Dense
+    torch.manual_seed(4)
+    model = nn.Sequential(Dense(2, 16, bias=False), nn.Tanh(), Dense(16, 8, beta=0.5), nn.Tanh(),
+                          Dense(8, 2, parameterization="standard", bias=False))
+    x = torch.rand(25, 2)
+    for outputs in ("trace", "full"):
+        assert rel(empirical_ntk(model, x, outputs=outputs),
+                   empirical_ntk(model, x, outputs=outputs, method="jacobian")) < TOL
+
+
+# ----------------------------------------------------------------------------------------------
+# found by mutation testing: the paths the kernel comparisons above never reach
+# ----------------------------------------------------------------------------------------------
+def test_unknown_modules_use_per_sample_gradients_not_the_jacobian_fallback(monkeypatch):
+    """A vmap-able module without a rule is handled by per-sample gradients; the Jacobian fallback
+    (exact too, but O(N P) memory) must not be what makes the kernel right."""
+    import inrlib.ntk as ntk
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(2, 16), Unknown(16), nn.Linear(16, 2))
+    x = torch.rand(20, 2)
+    want = {o: empirical_ntk(model, x, outputs=o, method="jacobian") for o in ("trace", "full")}
+    want_groups = empirical_ntk(model, x, groups=True, method="jacobian")
+
+    def no_jacobian(*args, **kwargs):
+        raise AssertionError("the structured engine fell back to the Jacobian for a vmap-able module")
+    monkeypatch.setattr(ntk, "_jacobian_ntk", no_jacobian)
+    for o in ("trace", "full"):
+        assert rel(empirical_ntk(model, x, outputs=o), want[o]) < TOL
+    got = empirical_ntk(model, x, groups=True)
+    assert set(got) == set(want_groups) and all(rel(got[k], want_groups[k]) < TOL for k in got if want_groups[k].norm() > 0)
+
+
+class OwnParams(nn.Module):
+    """A model that holds its parameters itself (its site is the model) beside a child named 'grid'."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.randn(2, 3))
+        self.grid = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.grid(torch.tanh(x @ self.a))
+
+
+def test_reference_groups_name_the_model_site_and_reserved_module_names():
+    torch.manual_seed(0)
+    model = OwnParams()
+    x, x2 = torch.rand(9, 2), torch.rand(5, 2)
+    for other in (None, x2):
+        ref = empirical_ntk(model, x, other, groups=True, method="jacobian")
+        got = empirical_ntk(model, x, other, groups=True)
+        assert "grid (module)" in ref and "model" in ref and set(ref) == set(got)
+        for key in ref:
+            if float(ref[key].norm()) == 0.0:
+                assert float(got[key].norm()) == 0.0, key
+            else:
+                assert rel(got[key], ref[key]) < TOL, key
+        assert float(ref["grid"].abs().max()) == 0.0           # no grid encoding: the group is zeros
+        assert rel(ref["total"], empirical_ntk(model, x, other, method="jacobian")) < TOL
+
+
+def test_jacobian_reference_in_chunks_and_its_memory_check():
+    """A budget that just fits forces the reference into many row chunks; one byte less is refused."""
+    torch.manual_seed(1)
+    model = CoordinateMLP(IdentityEncoding(2), [6], 2, "tanh")
+    x, x2 = torch.rand(40, 2), torch.rand(24, 2)
+    n_params = sum(p.numel() for p in model.parameters())
+    want = empirical_ntk(model, x, x2, outputs="full")
+    need = (40 + 24) * 2 * n_params * 8
+    got = empirical_ntk(model, x, x2, outputs="full", method="jacobian", memory_budget=need)
+    assert rel(got, want) < TOL
+    msg = (rf"^the Jacobian \(40 points x 2 outputs x {n_params} parameters\) needs {need / 2**30:.1f} GiB, over the "
+           rf"budget of {(need - 1) / 2**30:.1f} GiB; use method='structured' or fewer points$")
+    with pytest.raises(NTKMemoryError, match=msg):
+        empirical_ntk(model, x, x2, outputs="full", method="jacobian", memory_budget=need - 1)
+    # the symmetric kernel needs N rows only
+    assert rel(empirical_ntk(model, x, method="jacobian", memory_budget=40 * 2 * n_params * 8),
+               empirical_ntk(model, x)) < TOL
+
+
+def test_ntk_vp_cross_kernel_in_small_column_chunks():
+    torch.manual_seed(2)
+    model = CoordinateMLP(FourierEncoding(2, 2), [8], 2, "tanh")
+    x, x2 = torch.rand(7, 2), torch.rand(11, 2)
+    for o in ("trace", "full"):
+        want = empirical_ntk(model, x, x2, outputs=o)
+        assert rel(empirical_ntk(model, x, x2, outputs=o, method="ntk_vp", chunk_size=3), want) < TOL
+
+
+def test_resample_spectrum_values_floor_and_checks():
+    assert resample_spectrum(np.array([3.0, 1.0])).shape == (8000,)          # the paper's length by default
+    np.testing.assert_allclose(resample_spectrum([3, 2, 1], 5, log=False), [3, 2.5, 2, 1.5, 1], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(resample_spectrum([100.0, 1.0], 3), [100.0, 10.0, 1.0], rtol=1e-13)   # log10-linear
+    # zeros and negatives are clipped to the smallest positive value, or to the floor given
+    np.testing.assert_allclose(resample_spectrum([100.0, 10.0, 0.0, -1.0], 4), [100.0, 10.0, 10.0, 10.0], rtol=1e-13)
+    np.testing.assert_allclose(resample_spectrum([100.0, 10.0, 0.0], 3, floor=1e-3), [100.0, 10.0, 1e-3], rtol=1e-13)
+    assert resample_spectrum([5.0, 4.0], 2).tolist() == pytest.approx([5.0, 4.0], rel=1e-14)
+    for bad in (np.ones((2, 2)), np.ones(1)):
+        with pytest.raises(ValueError, match="^need a 1-D spectrum with at least 2 values, got shape "
+                                             + re.escape(str(bad.shape)) + "$"):
+            resample_spectrum(bad)
+    with pytest.raises(ValueError, match=r"^length must be >= 2, got 1$"):
+        resample_spectrum([2.0, 1.0], 1)
+    with pytest.raises(ValueError, match=r"^no positive eigenvalues to interpolate in log scale; pass log=False$"):
+        resample_spectrum([0.0, -1.0])
+
+
+def test_weyl_check_keys_float64_sum_and_relative_slack():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((30, 30)).astype(np.float32)
+    A = A @ A.T
+    B = (0.5 * np.eye(30) + 0.01 * np.ones((30, 30))).astype(np.float32)
+    r = weyl_check(torch.as_tensor(A), B)                      # a tensor and an array, float32 both
+    assert set(r) == {"lambda_A", "lambda_B", "lambda_sum", "lambda_min_B", "bound", "slack", "min_slack",
+                      "argmin_slack", "min_relative_slack", "floor", "holds"}
+    exact = np.linalg.eigvalsh(A.astype(np.float64) + B.astype(np.float64))[::-1]
+    np.testing.assert_allclose(r["lambda_sum"], exact, rtol=1e-12, atol=1e-12 * exact[0])   # summed in float64
+    ev_a = np.linalg.eigvalsh(A.astype(np.float64))[::-1]
+    slack = exact - (ev_a + np.linalg.eigvalsh(B.astype(np.float64))[0])
+    floor = 30 * np.finfo(np.float64).eps * exact[0]
+    assert r["floor"] == pytest.approx(floor, rel=1e-10)
+    assert r["min_relative_slack"] == pytest.approx(float((slack / np.maximum(np.abs(exact), floor)).min()), rel=1e-6)
+    z = weyl_check(np.zeros((3, 3)), np.zeros((3, 3)))
+    assert z["floor"] == 0.0 and z["min_slack"] == 0.0 and z["holds"]      # slack 0 >= -0: holds
+    with pytest.raises(ValueError, match=r"^the kernels have different sizes: 3, 3, 4$"):
+        weyl_check(np.eye(3), np.eye(3), np.eye(4))
+
+
+def test_interlacing_bounds_defaults_patch_and_checks():
+    torch.manual_seed(0)
+    model = CoordinateMLP(IdentityEncoding(2), [8], 1, "tanh")
+    side = 36
+    g = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij"), -1).reshape(-1, 2)
+    x = (g.double() + 0.5) / side                                  # a regular grid: many equal distances
+    r = interlacing_bounds(model, x)
+    assert r["size"] == 1024 and r["smallest_upper"].shape == (6,) and r["largest_lower"].shape == (6,)
+    # the patch: the `size` points nearest to the point nearest the centroid, ties broken by index
+    xn = x.numpy()
+    seed = int(np.argmin(((xn - xn.mean(0)) ** 2).sum(1)))
+    want = np.sort(np.argsort(((xn - xn[seed]) ** 2).sum(1), kind="stable")[:300])
+    small = interlacing_bounds(model, x, k=3, size=300)
+    assert np.array_equal(small["indices"], want)
+    mu = np.linalg.eigvalsh(empirical_ntk(model, x[torch.as_tensor(want)]).numpy())[::-1]
+    np.testing.assert_allclose(small["largest_lower"], mu[:3] - small["allowance"], rtol=1e-10)
+    np.testing.assert_allclose(small["smallest_upper"], np.maximum(mu[-3:], 0) + small["allowance"],
+                               rtol=1e-6, atol=1e-9 * mu[0])
+    one = interlacing_bounds(model, x, k=1, indices=[5])
+    assert one["size"] == 1 and one["indices"].tolist() == [5]
+    assert interlacing_bounds(model, x[:4], k=4, size=4)["size"] == 4       # the whole set, every eigenvalue
+    assert interlacing_bounds(model, x[:4], k=1, size=1)["size"] == 1
+    with pytest.raises(ValueError, match=r"^size must be in \[1, N\] = \[1, 4\] points, got 5$"):
+        interlacing_bounds(model, x[:4], size=5)
+    with pytest.raises(ValueError, match=r"^indices must be a 1-D array of integer row indices of x$"):
+        interlacing_bounds(model, x, indices=[0.5, 1.0])
+    with pytest.raises(ValueError, match=rf"^indices must be non-empty row indices in \[0, {side * side - 1}\]$"):
+        interlacing_bounds(model, x, indices=[0, side * side])
+    with pytest.raises(ValueError, match=r"^indices must be distinct: a repeated point is not a principal submatrix$"):
+        interlacing_bounds(model, x, indices=[3, 3])
+    with pytest.raises(ValueError, match=r"^k must be in \[1, m\] = \[1, 2\] for a subset of 2 points, got 3$"):
+        interlacing_bounds(model, x, k=3, indices=[1, 2])
+
+
+def test_gradient_flow_time_and_kernel_regression_contracts():
+    assert gradient_flow_time(0.1, 50, 20, channels=3) == pytest.approx(2 * 0.1 * 50 / 60, rel=1e-15)
+    assert gradient_flow_time(0.1, 50, 20, reduction="sum") == pytest.approx(5.0, rel=1e-15)
+    with pytest.raises(ValueError, match=r"^reduction must be 'mean' or 'sum', got 'max'$"):
+        gradient_flow_time(0.1, 5, 2, reduction="max")
+    rng = np.random.default_rng(0)
+    M = rng.standard_normal((6, 6))
+    K64 = M @ M.T + 0.1 * np.eye(6)
+    K32 = torch.as_tensor(K64, dtype=torch.float32)               # float32 in: computed in float64
+    Kd = K32.double().numpy()
+    y = rng.standard_normal((6, 2)).astype(np.float32)
+    f0 = rng.standard_normal((6, 2)).astype(np.float32)
+    Kt = rng.standard_normal((3, 6)).astype(np.float32)
+    f0t = rng.standard_normal((3, 2)).astype(np.float32)
+    t = 0.7
+    lam, Q = np.linalg.eigh(Kd)
+    op = Q @ np.diag((1 - np.exp(-lam * t)) / lam) @ Q.T
+    want = f0t.astype(np.float64) + Kt.astype(np.float64) @ op @ (y.astype(np.float64) - f0)
+    got = kernel_regression(K32, torch.as_tensor(y), t, K_test=torch.as_tensor(Kt), f0_train=f0, f0_test=f0t)
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-11, atol=1e-11)
+    for bad, msg in ((np.ones((3, 4)), r"^K_train must be square \(N, N\), got \(3, 4\)$"),
+                     (np.ones(3), r"^K_train must be square \(N, N\), got \(3,\)$")):
+        with pytest.raises(ValueError, match=msg):
+            kernel_regression(bad, np.ones(3), 1.0)
+    with pytest.raises(ValueError, match=r"^y_train has 5 rows but K_train is 6 x 6$"):
+        kernel_regression(K64, np.ones(5), 1.0)
+    with pytest.raises(ValueError, match=r"^K_test must be \(M, 6\), got \(3, 5\)$"):
+        kernel_regression(K64, np.ones(6), 1.0, K_test=np.ones((3, 5)))
+    with pytest.raises(ValueError, match=r"^time must be >= 0, got -1.0$"):
+        kernel_regression(K64, np.ones(6), [1.0, -1.0])
