@@ -558,7 +558,6 @@ def _assemble(terms, by_group, key_site, shape, dtype, device, finish):
 
 def _functional(model: nn.Module, names: Iterable[str]):
     """``f(p, x)`` = the model with the named parameters replaced by ``p``; outputs ``(N, C)``."""
-    names = list(names)
 
     def f(p: dict[str, Tensor], x: Tensor) -> Tensor:
         out = functional_call(model, p, (x,), strict=False)
@@ -602,11 +601,13 @@ def _jacobian_ntk(model: nn.Module, x1: Tensor, x2: Tensor | None, params: dict[
     item = x1.element_size()
     with torch.no_grad():
         c = model(x1[:1]).reshape(1, -1).shape[1]
-    need = (x1.shape[0] + (0 if x2 is None else x2.shape[0])) * c * n_params * item
+    n2 = x1.shape[0] if x2 is None else x2.shape[0]
+    kernel = x1.shape[0] * n2 * (c * c if outputs == "full" else 1) * item
+    need = (x1.shape[0] + (0 if x2 is None else n2)) * c * n_params * item + kernel
     if need > budget:
-        raise NTKMemoryError(f"the Jacobian ({x1.shape[0]} points x {c} outputs x {n_params} parameters) needs "
-                             f"{need / 2**30:.1f} GiB, over the budget of {budget / 2**30:.1f} GiB; use "
-                             "method='structured' or fewer points")
+        raise NTKMemoryError(f"the Jacobian ({x1.shape[0]} points x {c} outputs x {n_params} parameters) and the "
+                             f"{x1.shape[0]} x {n2} kernel need {need / 2**30:.1f} GiB, over the budget of "
+                             f"{budget / 2**30:.1f} GiB; use method='structured' or fewer points")
     chunk = max(1, min(x1.shape[0], int(budget // 4 // max(1, c * n_params * item * 4))))
     j1 = _jacobian(model, x1, params, chunk)
     j2 = j1 if x2 is None else _jacobian(model, x2, params, chunk)
@@ -615,11 +616,19 @@ def _jacobian_ntk(model: nn.Module, x1: Tensor, x2: Tensor | None, params: dict[
     return torch.einsum("icp,jdp->icjd", j1, j2).reshape(j1.shape[0] * c, j2.shape[0] * c)
 
 
-def _ntk_vp(model: nn.Module, x1: Tensor, x2: Tensor | None, outputs: str, chunk: int) -> Tensor:
+def _ntk_vp(model: nn.Module, x1: Tensor, x2: Tensor | None, outputs: str, chunk: int, budget: int) -> Tensor:
     """``K`` column block by column block: ``K e_j = J_1 (J_2^T e_j)`` with ``vjp`` then ``jvp``."""
     params = {n: p.detach() for n, p in _trainable(model)}
     f = _functional(model, params)
     x2_ = x1 if x2 is None else x2
+    with torch.no_grad():
+        c = model(x1[:1]).reshape(1, -1).shape[1]
+    n1, n2 = x1.shape[0], x2_.shape[0]
+    need = (n1 * n2 * (1 if outputs == "trace" else c * c) + 2 * chunk * (n1 + n2) * c) * x1.element_size()
+    if need > budget:
+        raise NTKMemoryError(f"the {n1} x {n2} kernel ({c} outputs, {outputs}) and its column blocks need "
+                             f"{need / 2**30:.1f} GiB, over the budget of {budget / 2**30:.1f} GiB; use fewer "
+                             "points or a smaller chunk_size")
     out2, pullback = vjp(lambda p: f(p, x2_), params)
     n2, c = out2.shape
 
@@ -702,7 +711,7 @@ def empirical_ntk(model: nn.Module, x: Tensor, x2: Tensor | None = None, *, grou
             return _jacobian_ntk(model, x, x2, dict(_trainable(model)), outputs, budget)
         if groups:
             raise ValueError("groups=True is available with method='structured' or 'jacobian', not 'ntk_vp'")
-        return _ntk_vp(model, x, x2, outputs, chunk_size or 64)
+        return _ntk_vp(model, x, x2, outputs, chunk_size or 64, budget)
     finally:
         model.train(was_training)
 

@@ -315,7 +315,7 @@ def test_check_coords_defaults_messages_and_tolerance():
     with pytest.raises(TypeError, match=r"^encoding expects floating-point coordinates, got torch\.int64; "
                                         r"convert with x\.float\(\) \(or x\.double\(\)\)$"):
         check_coords(torch.zeros(3, 2, dtype=torch.long), 2)
-    bad = torch.tensor([[float("nan"), float("nan")], [0.5, float("inf")], [0.1, 0.2]])
+    bad = torch.tensor([[float("nan"), float("nan")], [0.5, float("inf")], [0.1, 0.2], [0.3, 0.4], [0.5, 0.6]])
     with pytest.raises(ValueError, match=r"^encoding got 2 coordinate rows with NaN or infinite values; "
                                          r"remove or fix them before encoding$"):
         check_coords(bad, 2)

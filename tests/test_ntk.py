@@ -510,15 +510,16 @@ def test_jacobian_reference_in_chunks_and_its_memory_check():
     x, x2 = torch.rand(40, 2), torch.rand(24, 2)
     n_params = sum(p.numel() for p in model.parameters())
     want = empirical_ntk(model, x, x2, outputs="full")
-    need = (40 + 24) * 2 * n_params * 8
+    need = (40 + 24) * 2 * n_params * 8 + (40 * 2) * (24 * 2) * 8      # both Jacobians and the kernel
     got = empirical_ntk(model, x, x2, outputs="full", method="jacobian", memory_budget=need)
     assert rel(got, want) < TOL
-    msg = (rf"^the Jacobian \(40 points x 2 outputs x {n_params} parameters\) needs {need / 2**30:.1f} GiB, over the "
-           rf"budget of {(need - 1) / 2**30:.1f} GiB; use method='structured' or fewer points$")
+    msg = (rf"^the Jacobian \(40 points x 2 outputs x {n_params} parameters\) and the 40 x 24 kernel need "
+           rf"{need / 2**30:.1f} GiB, over the budget of {(need - 1) / 2**30:.1f} GiB; use method='structured' "
+           "or fewer points$")
     with pytest.raises(NTKMemoryError, match=msg):
         empirical_ntk(model, x, x2, outputs="full", method="jacobian", memory_budget=need - 1)
-    # the symmetric kernel needs N rows only
-    assert rel(empirical_ntk(model, x, method="jacobian", memory_budget=40 * 2 * n_params * 8),
+    # the symmetric kernel needs N rows of the Jacobian only
+    assert rel(empirical_ntk(model, x, method="jacobian", memory_budget=40 * 2 * n_params * 8 + 40 * 40 * 8),
                empirical_ntk(model, x)) < TOL
 
 
@@ -635,3 +636,238 @@ def test_gradient_flow_time_and_kernel_regression_contracts():
         kernel_regression(K64, np.ones(6), 1.0, K_test=np.ones((3, 5)))
     with pytest.raises(ValueError, match=r"^time must be >= 0, got -1.0$"):
         kernel_regression(K64, np.ones(6), [1.0, -1.0])
+
+
+def test_extreme_eigenvalue_outputs_are_complete_reproducible_and_checked():
+    """Both methods: keys per `which`, residuals (k,) small against an independent dense spectrum,
+    product counts from this call only, bitwise repeatable with the default seed."""
+    torch.manual_seed(13)
+    model = CoordinateMLP(FourierEncoding(1, 3), [32, 32], 1, "relu")
+    x = torch.linspace(0, 1, 60)[:, None]
+    ev = spectrum(empirical_ntk(model, x))
+    op = NTKOperator(model, x)
+    op.matvec(np.ones(60))                                        # products before the call do not count
+    for method, kw in (("lanczos", {"maxiter": 60}), ("arpack", {})):
+        before = op.products
+        res = extreme_eigenvalues(op, k=3, tol=1e-12, method=method, **kw)
+        assert res["products"] == op.products - before > 0 and res["converged"] is True
+        for end, want in (("largest", ev[:3]), ("smallest", ev[-3:])):
+            assert res[end].shape == (3,) and res["residual_" + end].shape == (3,)
+            assert np.all(res["residual_" + end] < 1e-6 * ev[0]), (method, end, res["residual_" + end])
+            np.testing.assert_allclose(res[end], want, rtol=1e-6, atol=1e-9 * ev[0])
+        again = extreme_eigenvalues(op, k=3, tol=1e-12, method=method, **kw)
+        assert all(np.array_equal(res[key], again[key]) for key in ("largest", "smallest"))   # seed 0 by default
+        for which, keys in (("largest", {"largest", "residual_largest"}), ("smallest", {"smallest", "residual_smallest"})):
+            one = extreme_eigenvalues(op, k=2, which=which, method=method, **kw)
+            assert keys <= set(one) and not ({"largest", "smallest"} - {which}) & set(one), (method, which)
+    default = extreme_eigenvalues(op)
+    assert default["largest"].shape == (6,) and default["converged"]
+    assert np.all(default["residual_largest"] <= 1e-5 * ev[0])                # tol 1e-6 by default
+    assert extreme_eigenvalues(op, k=1)["largest"].shape == (1,)
+    assert extreme_eigenvalues(op, k=58, which="largest")["largest"].shape == (58,)   # k up to N - 2
+    with pytest.raises(ValueError, match=r"^k must be in \[1, N-2\] = \[1, 58\], got 59$"):
+        extreme_eigenvalues(op, k=59)
+    with pytest.raises(ValueError, match=r"^which must be 'largest', 'smallest' or 'both', got 'middle'$"):
+        extreme_eigenvalues(op, which="middle")
+
+
+def test_structured_operator_products_use_the_linearized_modules(monkeypatch):
+    """After setup a structured product needs no jvp through a module's forward: torch.func.linearize
+    recorded it (for modules whose forward it can trace: the dense layers and STAF here; a grid
+    encoding checks its coordinates in Python and takes the jvp)."""
+    import inrlib.ntk as ntk
+    torch.manual_seed(0)
+    model = CoordinateMLP(IdentityEncoding(2), [16, 16], 2, "staf", tau=2)
+    x = torch.rand(50, 2)
+    op = NTKOperator(model, x, method="structured", chunk_size=20)
+    assert op.method == "structured"
+    K = empirical_ntk(model, x)
+
+    def no_jvp(*args, **kwargs):
+        raise AssertionError("a structured product recomputed a forward with jvp")
+    monkeypatch.setattr(ntk, "jvp", no_jvp)
+    v = torch.randn(50, dtype=torch.float64)
+    assert rel(op.matvec(v), K @ v) < 1e-12
+
+
+def test_lanczos_checks_convergence_on_its_schedule_and_stops_on_an_invariant_subspace():
+    """Ritz pairs are checked every max(10, 2k) steps from step 2k + 2 on (and at maxiter); a run
+    stops at the first check where every wanted pair's residual estimate is below tol * lambda_max,
+    so one check earlier it had not converged. A kernel of rank r gives an invariant subspace after
+    r steps: the run stops there with the exact nonzero spectrum."""
+    torch.manual_seed(13)
+    model = CoordinateMLP(FourierEncoding(1, 4), [48, 48], 1, "relu")
+    x = torch.linspace(0, 1, 120)[:, None]
+    ev = spectrum(empirical_ntk(model, x))
+    op = NTKOperator(model, x)
+    for k, which in ((3, "largest"), (3, "both"), (6, "smallest"), (2, "both")):
+        every = max(10, 2 * k)
+        res = extreme_eigenvalues(op, k=k, which=which, tol=1e-9)
+        m = res["lanczos_steps"]
+        assert res["converged"] and m >= 2 * k + 2 and m % every == 0, (k, which, m)
+        if m - every >= 2 * k + 2:
+            assert not extreme_eigenvalues(op, k=k, which=which, tol=1e-9, maxiter=m - every)["converged"]
+        wanted = {"largest": ev[:k], "smallest": ev[-k:]}
+        for end in ({"both": ("largest", "smallest")}.get(which, (which,))):
+            assert np.all(res["residual_" + end] <= 1e-7 * ev[0]), (k, which, end)
+            np.testing.assert_allclose(res[end], wanted[end], rtol=1e-6, atol=1e-9 * ev[0])
+    short = extreme_eigenvalues(op, k=4, maxiter=3)                  # at least 2k + 2 steps whatever maxiter says
+    assert short["lanczos_steps"] == 10
+    # rank 3: a linear model on 3 Fourier features with no bias has a kernel of rank <= 3
+    lin = nn.Sequential(FourierEncoding(1, 1, include_input=True), nn.Linear(3, 1, bias=False))
+    lop = NTKOperator(lin, x)
+    lev = spectrum(empirical_ntk(lin, x))
+    r = extreme_eigenvalues(lop, k=2, tol=1e-12)
+    assert r["converged"] and r["lanczos_steps"] <= 4
+    np.testing.assert_allclose(r["largest"], lev[:2], rtol=1e-10)
+
+
+def test_operator_types_counts_chunks_and_method_choice():
+    torch.manual_seed(5)
+    model = CoordinateMLP(FourierEncoding(2, 2), [12], 2, "tanh")
+    x = torch.rand(30, 2)
+    K = empirical_ntk(model, x).numpy()
+    for method, chunk in (("autodiff", 7), ("structured", 7), ("autodiff", None)):
+        op = NTKOperator(model, x, method=method, chunk_size=chunk)
+        assert op.method == method and op.products == 0
+        v32 = np.random.default_rng(0).standard_normal(30).astype(np.float32)
+        out = op.matvec(v32)                                   # an array in, a float64 array out
+        assert isinstance(out, np.ndarray) and out.dtype == np.float64
+        np.testing.assert_allclose(out, K @ v32.astype(np.float64), rtol=1e-12, atol=1e-12 * np.abs(K).max())
+        t = op.matvec(torch.as_tensor(np.stack([v32, 2 * v32], 1)))   # a tensor in, a tensor out; 2 products
+        assert isinstance(t, torch.Tensor) and t.dtype == torch.float64 and t.shape == (30, 2)
+        assert op.products == 3
+        A = op.as_scipy()
+        np.testing.assert_allclose(A.matmat(np.eye(30)[:, :3]), K[:, :3], rtol=1e-12, atol=1e-12 * np.abs(K).max())
+        assert op.products == 6
+    assert NTKOperator(model, x, chunk_size=1).matvec(np.ones(30)).shape == (30,)
+    with pytest.raises(ValueError, match=r"^chunk_size must be a positive number of points, got 0$"):
+        NTKOperator(model, x, chunk_size=0)
+    # "auto": the structured products from STRUCTURED_MIN_N points on
+    n_min = NTKOperator.STRUCTURED_MIN_N
+    assert NTKOperator(model, torch.rand(n_min, 2)).method == "structured"
+    assert NTKOperator(model, torch.rand(n_min - 1, 2)).method == "autodiff"
+    assert NTKOperator(Shared(), torch.rand(n_min, 2)).method == "autodiff"     # shared weights: no structure
+    with pytest.raises(ValueError, match=r"^method='structured' needs every parameterized module to be called once per "
+                                         r"forward with batched tensor inputs; use method='autodiff'$"):
+        NTKOperator(Shared(), torch.rand(20, 2), method="structured")
+
+
+def test_unconverged_ritz_values_are_within_their_residuals_of_the_spectrum():
+    """For unit Ritz vectors each Ritz value lies within its residual norm of an eigenvalue (symmetric
+    K): the reported residuals must be the true ones, column by column."""
+    torch.manual_seed(13)
+    x = torch.linspace(0, 1, 60)[:, None]
+    model = CoordinateMLP(MultigridEncoding(1, [9, 33], 2), [32, 32], 1, "relu")
+    ev = spectrum(empirical_ntk(model, x))
+    short = extreme_eigenvalues(NTKOperator(model, x), k=4, tol=1e-14, maxiter=12)
+    assert not short["converged"]
+    for end in ("largest", "smallest"):
+        gap = np.abs(short[end][:, None] - ev[None, :]).min(axis=1)
+        assert np.all(gap <= short["residual_" + end] * (1 + 1e-8) + 1e-12 * ev[0]), (end, gap, short["residual_" + end])
+        assert np.any(short["residual_" + end] > 1e-3 * gap.max())               # not vacuous: some were far off
+
+
+class Scaled(nn.Module):
+    """y = a * x elementwise: a user's layer with a rule registered from outside (K term: (D_a D_b^T) * (X_a X_b^T))."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.a = nn.Parameter(torch.randn(n))
+
+    def forward(self, x):
+        return self.a * x
+
+
+def test_register_rule_is_used_for_the_class_it_names():
+    from inrlib.ntk import _RULES, register_rule
+    calls = []
+
+    def capture(module, inputs, output):
+        calls.append("capture")
+        return inputs[0].detach()
+
+    def gram(module, sa, ga, sb, gb):               # grads (N, C, n): sum_c sum_j D_aj X_aj D_bj X_bj
+        calls.append("gram")
+        return {"": torch.einsum("icj,ij,kcj,kj->ik", ga, sa, gb, sb)}
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 6), nn.Tanh(), Scaled(6), nn.Tanh(), nn.Linear(6, 1))
+    x = torch.rand(15, 2)
+    try:
+        register_rule(Scaled, capture, gram)
+        assert _RULES[Scaled] == (capture, gram)
+        assert rel(empirical_ntk(model, x), empirical_ntk(model, x, method="jacobian")) < TOL
+        assert "capture" in calls and "gram" in calls
+    finally:
+        _RULES.pop(Scaled, None)
+
+
+class Branchy(nn.Module):
+    """Data-dependent Python on its input: torch.func.vmap cannot trace it."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 3)
+
+    def forward(self, x):
+        return self.lin(x) * (2.0 if float(x.sum()) > 0 else 1.0)
+
+
+def test_jacobian_reference_vmaps_per_point_and_falls_back_to_whole_chunks(monkeypatch):
+    """The torch.func reference takes jacrev of one point under vmap; a model vmap cannot trace gets
+    jacrev of the whole chunk (exact too)."""
+    import inrlib.ntk as ntk
+    seen = []
+    real = ntk.jacrev
+
+    def spy(fn, *args, **kwargs):
+        seen.append(getattr(fn, "__name__", ""))
+        return real(fn, *args, **kwargs)
+    monkeypatch.setattr(ntk, "jacrev", spy)
+    torch.manual_seed(0)
+    mlp = CoordinateMLP(IdentityEncoding(2), [8], 2, "tanh")
+    x = torch.rand(12, 2)
+    K = empirical_ntk(mlp, x, outputs="full", method="jacobian")
+    assert seen == ["one"], seen                              # one vmapped per-point Jacobian, no fallback
+    assert rel(K, empirical_ntk(mlp, x, outputs="full")) < TOL
+    seen.clear()
+    model = Branchy()
+    x = torch.rand(12, 2)
+    J = torch.func.jacrev(lambda p: torch.func.functional_call(model, p, (x,)))(dict(model.named_parameters()))
+    Jm = torch.cat([j.reshape(12, 3, -1) for j in J.values()], dim=2)
+    want = torch.einsum("icp,jcp->ij", Jm.double(), Jm.double())
+    got = empirical_ntk(model, x, method="jacobian", memory_budget=12 * 3 * 9 * 8 * 16)   # several row chunks
+    assert "<lambda>" in seen and rel(got, want) < 1e-10
+
+
+def test_patches_of_anisotropic_points_and_strict_lower_bounds():
+    torch.manual_seed(0)
+    model = CoordinateMLP(IdentityEncoding(2), [8], 1, "tanh")
+    x = torch.rand(400, 2, dtype=torch.float64) * torch.tensor([1.0, 3.0], dtype=torch.float64)
+    r = interlacing_bounds(model, x / 3, k=3, size=50)
+    xn = (x / 3).numpy()
+    seed = int(np.argmin(((xn - xn.mean(0)) ** 2).sum(1)))   # the centroid of each column, not one mean
+    want = np.sort(np.argsort(((xn - xn[seed]) ** 2).sum(1), kind="stable")[:50])
+    assert np.array_equal(r["indices"], want)
+    mu = np.linalg.eigvalsh(empirical_ntk(model, (x / 3)[torch.as_tensor(want)]).numpy())[::-1]
+    assert r["allowance"] > 0 and np.all(r["largest_lower"] < mu[:3] - 0.5 * r["allowance"])   # below, by the allowance
+
+
+def test_memory_refusal_states_the_sizes_in_gib():
+    """The check runs before anything is allocated: a 4-million-point Jacobian is refused with its size."""
+    torch.manual_seed(0)
+    model = CoordinateMLP(IdentityEncoding(2), [4], 1, "tanh")
+    n_params = sum(p.numel() for p in model.parameters())     # (2 + 1) 4 + 4 + 1 = 17
+    x = torch.rand(4_000_000, 2)
+    jac = 4_000_000 * 1 * n_params * 8                          # 0.5 GiB: it alone would fit
+    need = jac + 4_000_000 ** 2 * 8                             # the 4e6 x 4e6 kernel does not
+    with pytest.raises(NTKMemoryError, match=rf"and the 4000000 x 4000000 kernel need {need / 2**30:.1f} GiB, over "
+                                             r"the budget of 1\.0 GiB; "):
+        empirical_ntk(model, x, method="jacobian", memory_budget=2 ** 30)
+    with pytest.raises(NTKMemoryError, match=rf"need {(jac + 10 * 4_000_000 * 8) / 2**30:.1f} GiB, over the budget "
+                                             r"of 0\.1 GiB; "):
+        empirical_ntk(model, x, torch.rand(10, 2), method="jacobian", memory_budget=2 ** 30 // 10)
+    vp_need = (4_000_000 ** 2 + 2 * 64 * (2 * 4_000_000)) * 8   # the kernel and two 64-column blocks
+    with pytest.raises(NTKMemoryError, match=r"^the 4000000 x 4000000 kernel \(1 outputs, trace\) and its column blocks "
+                                             rf"need {vp_need / 2**30:.1f} GiB, over the budget of 1\.0 GiB; "):
+        empirical_ntk(model, x, method="ntk_vp", memory_budget=2 ** 30)
