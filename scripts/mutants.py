@@ -7,7 +7,7 @@
 mutmut plants small changes (a ``<`` for a ``<=``, a constant off by one, a deleted call, ...) in the
 module one at a time and runs the tests against each: a mutant the tests do not notice *survives*.
 The score is killed / (killed + survived); mutants that time out count as killed, mutants no test
-reaches count as survived. The run happens in a temporary copy of the tracked files (mutmut writes a
+reaches count as survived, mutants of a run stopped early are "not run" and left out. The run happens in a temporary copy of the tracked files (mutmut writes a
 ``mutants/`` folder and its own configuration), so the repository stays clean. Not part of CI: it
 runs the named tests once per mutant, minutes to hours per module on 2 cores. Prints the score per
 module and writes ``mutants/<module>.json`` (the counts and the surviving mutants) under ``--out``.
@@ -36,15 +36,18 @@ def tracked_files() -> list[str]:
 
 def report(out: Path) -> str:
     """The runs recorded under ``out`` as a Markdown table (one row per run, by module)."""
-    rows = ["| module | tests | killed (of which timeouts) | survived | score | minutes |", "|---|---|---|---|---|---|"]
+    rows = ["| module | tests | mutants | killed (of which timeouts) | survived | not run | score | minutes |",
+            "|---|---|---|---|---|---|---|---|"]
     for path in sorted(out.glob("*.json")):
         rec = json.loads(path.read_text())
         st = rec["stats"]
         killed, timeout = st.get("killed", 0) + st.get("timeout", 0), st.get("timeout", 0)
         survived = st.get("survived", 0) + st.get("no_tests", 0)
         minutes = f"{rec['seconds'] / 60:.1f}" if "seconds" in rec else "-"
+        not_run = st.get("total", killed + survived) - killed - survived   # a run stopped early
         rows.append(f"| {', '.join(f'`{m}`' for m in rec['modules'])} | {', '.join(f'`{t}`' for t in rec['tests'])} "
-                    f"| {killed} ({timeout}) | {survived} | {rec['score']:.1%} | {minutes} |")
+                    f"| {st.get('total', '-')} | {killed} ({timeout}) | {survived} | {not_run} | {rec['score']:.1%} "
+                    f"| {minutes} |")
     return "\n".join(rows)
 
 

@@ -157,3 +157,48 @@ def test_quotes_are_the_papers_words():
             assert norm(part) in texts[entry["paper"]], f"{id_}: not the paper's words: {part[:80]!r}"
         checked += 1
     assert checked >= 20
+
+
+def test_add_builds_one_entry_and_refuses_a_duplicate(monkeypatch):
+    """`_add` fills PAPER_VALUES at import time (mutation testing cannot see that run): called here on an empty table."""
+    import inrlib.claims as C
+    monkeypatch.setattr(C, "PAPER_VALUES", {})
+    C._add("000.fig9.x", "paper 000, Fig. 9", "a statement", 3.5, "dB")
+    C._add("002.claim", "paper 002, Sec. 3", "a sentence", quote="the words")
+    assert C.PAPER_VALUES == {
+        "000.fig9.x": {"paper": "000", "source": "paper 000, Fig. 9", "statement": "a statement", "value": 3.5, "unit": "dB"},
+        "002.claim": {"paper": "002", "source": "paper 002, Sec. 3", "statement": "a sentence", "value": None, "unit": "",
+                      "quote": "the words"}}
+    with pytest.raises(ValueError, match=r"^duplicate paper value id '000\.fig9\.x'$"):
+        C._add("000.fig9.x", "elsewhere", "again")
+
+
+def test_mean_resampled_is_the_log_mean_of_clipped_resampled_spectra():
+    """Two spectra of 3 values resampled to 5 (log10-linear): by hand, then the mean, percentiles and floor."""
+    from inrlib.spectra import mean_resampled
+    a = ([100.0, 10.0, 1.0], 0.0)                 # log10: 2, 1, 0 -> 2, 1.5, 1, 0.5, 0
+    b = ([1000.0, 1.0, 0.0], 0.1)                 # the 0 is clipped to the smallest positive, 1: 3, 0, 0
+    r = mean_resampled([a, b], length=5)
+    la = np.array([2, 1.5, 1, 0.5, 0])
+    lb = np.array([3, 1.5, 0, 0, 0])
+    np.testing.assert_allclose(np.log10(r["mean"]), (la + lb) / 2, atol=1e-12)
+    mn, mx = np.minimum(la, lb), np.maximum(la, lb)             # percentiles of two values interpolate
+    np.testing.assert_allclose(np.log10(r["lo"]), mn + 0.1 * (mx - mn), atol=1e-12)
+    np.testing.assert_allclose(np.log10(r["hi"]), mn + 0.9 * (mx - mn), atol=1e-12)
+    assert r["n"] == 2 and r["floor"] == pytest.approx(10 ** ((math.log10(1.0) + math.log10(1.0)) / 2))
+    r2 = mean_resampled([([100.0, 10.0, 1e-3], 0.5)], length=3)   # a floor above the smallest value clips to it
+    np.testing.assert_allclose(np.log10(r2["mean"]), [2, 1, math.log10(0.5)], atol=1e-12)
+    assert r2["floor"] == pytest.approx(0.5) and mean_resampled([]) is None
+    assert mean_resampled([([3.0, 1.0], 0.0)])["mean"].shape == (8000,)
+
+
+def test_ordered_fraction_counts_resolved_and_strictly_ordered_indices():
+    from inrlib.spectra import ordered_fraction
+    curves = {"mpe": {"mean": np.array([9.0, 8, 7, 6]), "floor": 1.0},
+              "ffe": {"mean": np.array([5.0, 8, 2, 0.5]), "floor": 1.0},
+              "base": {"mean": np.array([4.0, 3, 2, 0.1]), "floor": 1.0}}
+    r = ordered_fraction(curves, ["mpe", "ffe", "base"])
+    # resolved: index 0, 1, 2 (index 3 below the floor); ordered: 0 and 3 (8 = 8 and 2 = 2 are ties)
+    assert r == {"resolved": 0.75, "ordered_resolved": pytest.approx(1 / 3), "ordered_all": 0.5}
+    low = ordered_fraction({k: {**v, "floor": 100.0} for k, v in curves.items()}, ["mpe", "ffe", "base"])
+    assert low["resolved"] == 0.0 and math.isnan(low["ordered_resolved"]) and low["ordered_all"] == 0.5
