@@ -335,7 +335,7 @@ context = (f"{profile} profile: {', '.join(results)}; {depth} x {width} ReLU, {e
            f"{batch_size or 'Table 4 batch'} points, Table 4's lr x {lr_scale:g}.")
 claims = S.occupancy_claims(rows, curves["output"][end], context, logit_curves=curves["logit"][end])
 counts = verdict_counts(claims)
-display(Markdown(claims_markdown(claims, context, ours_label="ours (IoU: MPE / FFE / baseline)")))
+display(Markdown(claims_markdown(claims, context)))      # the IoU triples read MPE / FFE / baseline (notes)
 by = {(r["mesh"], r["encoding"]): r for r in rows}
 text = []
 for mesh_name in results:

@@ -313,17 +313,16 @@ def claim_value(value: Any, unit: str = "", bound: str | None = None) -> str:
     return f"{sign}{float(value):.3g}{' ' + unit if unit in ('dB', 'epochs') else ''}"
 
 
-def claims_markdown(claims: Sequence[Mapping[str, Any]], context: str = "", ours_label: str = "ours") -> str:
+def claims_markdown(claims: Sequence[Mapping[str, Any]], context: str = "") -> str:
     """A chapter's claims as Markdown: the verdict counts, a table (claim, the paper's value, ours,
     verdict) and one note per claim (the paper's sentence where it is one, then how it was judged).
-    ``context`` (the settings the claims were measured with) is said once, not in every note;
-    ``ours_label`` heads the column of our values (say what they are when it is not obvious)."""
+    ``context`` (the settings the claims were measured with) is said once, not in every note."""
     from .claims import VERDICTS, verdict_counts
     counts = verdict_counts(claims)
     head = ", ".join(f"**{v}**: {counts[v]}" for v in VERDICTS) + f" (of {len(claims)} claims)."
     table = markdown_table(claims, {
         "claim": lambda c: f"`{c['id']}`", "the paper": lambda c: claim_value(c["paper_value"], c["unit"]),
-        ours_label: lambda c: claim_value(c["ours"], c["unit"], c.get("ours_bound")), "verdict": "verdict"})
+        "ours": lambda c: claim_value(c["ours"], c["unit"], c.get("ours_bound")), "verdict": "verdict"})
     notes = "\n".join(
         f"- `{c['id']}` ({c['verdict']}): "
         + (f"the paper: *\"{c['paper_value']}\"* " if isinstance(c["paper_value"], str) else "")
