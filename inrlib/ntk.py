@@ -841,7 +841,8 @@ def weyl_check(K_A: Tensor | np.ndarray, K_B: Tensor | np.ndarray, K_sum: Tensor
     bound = ev_a + ev_b[-1]
     slack = ev_s - bound
     floor = rounding_floor(torch.as_tensor(K_sum), ev_s)
-    rel = slack / np.maximum(np.abs(ev_s), floor)
+    denom = np.maximum(np.abs(ev_s), floor)                 # 0 only for a zero matrix: its slack is 0 too
+    rel = np.divide(slack, denom, out=np.zeros_like(slack), where=denom > 0)
     return {"lambda_A": ev_a, "lambda_B": ev_b, "lambda_sum": ev_s, "lambda_min_B": float(ev_b[-1]),
             "bound": bound, "slack": slack, "min_slack": float(slack.min()),
             "argmin_slack": int(slack.argmin()), "min_relative_slack": float(rel.min()),

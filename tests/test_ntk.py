@@ -567,6 +567,7 @@ def test_weyl_check_keys_float64_sum_and_relative_slack():
     assert r["min_relative_slack"] == pytest.approx(float((slack / np.maximum(np.abs(exact), floor)).min()), rel=1e-6)
     z = weyl_check(np.zeros((3, 3)), np.zeros((3, 3)))
     assert z["floor"] == 0.0 and z["min_slack"] == 0.0 and z["holds"]      # slack 0 >= -0: holds
+    assert z["min_relative_slack"] == 0.0                                      # not 0 / 0
     with pytest.raises(ValueError, match=r"^the kernels have different sizes: 3, 3, 4$"):
         weyl_check(np.eye(3), np.eye(3), np.eye(4))
 
