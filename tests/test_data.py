@@ -425,3 +425,49 @@ def test_an_image_size_that_cannot_fit_is_refused_before_allocating():
     with pytest.raises(MemoryError, match=r"100000 x 100000 image .* GiB of host memory.*smaller resolution"):
         data.load_image("camera", 100000)
     assert _time.perf_counter() - t0 < 5.0
+
+
+def test_every_pillow_mode_reads_to_its_float_values():
+    """One pixel row per Pillow mode, the expected [0, 1] values written out by hand."""
+    from inrlib.data.images import _pil_to_float
+    gray = np.array([[0, 51, 255]], dtype=np.uint8)
+    cases = {
+        "1": (Image.fromarray(np.array([[True, False, True]])), [[[1.0], [0.0], [1.0]]]),
+        "L": (Image.fromarray(gray), gray[..., None] / 255.0),
+        "LA": (Image.fromarray(np.stack([gray, gray], -1)), np.stack([gray, gray], -1) / 255.0),
+        "RGB": (Image.fromarray(np.stack([gray] * 3, -1)), np.stack([gray] * 3, -1) / 255.0),
+        "I;16": (Image.fromarray(np.array([[0, 257, 65535]], dtype=np.uint16)), [[[0.0], [257 / 65535], [1.0]]]),
+        "I": (Image.fromarray(np.array([[0, 1000, 65535]], dtype=np.int32)), [[[0.0], [1000 / 65535], [1.0]]]),
+        "F": (Image.fromarray(np.array([[0.0, 0.25, 1.0]], dtype=np.float32)), [[[0.0], [0.25], [1.0]]]),
+    }
+    for mode, (im, want) in cases.items():
+        assert im.mode == mode
+        got = _pil_to_float(im, "test")
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, np.asarray(want, dtype=np.float64), rtol=0, atol=1e-12, err_msg=mode)
+    pal = Image.fromarray(np.stack([gray] * 3, -1)).convert("P")
+    np.testing.assert_allclose(_pil_to_float(pal, "test"), _pil_to_float(pal.convert("RGB"), "test"))
+    with pytest.raises(ValueError, match=r"^img\.png: 32-bit integer image with values in \[-5, 70000\]; only 16-bit "):
+        _pil_to_float(Image.fromarray(np.array([[-5, 70000]], dtype=np.int32)), "img.png")
+    with pytest.raises(ValueError, match=r"^f\.tif: float image values must lie in \[0, 1\], got \[0, 2\]; "):
+        _pil_to_float(Image.fromarray(np.array([[0.0, 2.0]], dtype=np.float32)), "f.tif")
+
+
+def test_image_memory_refusal_names_sizes_and_a_side_that_fits(monkeypatch):
+    """The check before resizing: 28 bytes per pixel and channel plus the returned tensors, against the free memory."""
+    import inrlib.ntk as ntk
+    from inrlib.data.images import _check_fits
+    monkeypatch.setattr(ntk, "available_memory", lambda device: 2 ** 30)
+    need = 1000 * 2000 * (28 * 3 + 5 * 4)                     # float32 targets (3) and coords (2)
+    assert need < 2 ** 30
+    _check_fits(1000, 2000, 3, torch.float32, None)           # fits: no error
+    h = w = 4000
+    need = h * w * (28 * 3 + 5 * 4)
+    side = int((2 ** 30 / (need / (h * w))) ** 0.5)
+    with pytest.raises(MemoryError, match=rf"^a 4000 x 4000 image with 3 channel\(s\) needs about {need / 2**30:.1f} GiB "
+                                          rf"of host memory to resize and hold, but 1\.0 GiB is available; request a "
+                                          rf"smaller resolution \(about {side} x {side} would fit\)$"):
+        _check_fits(h, w, 3, torch.float32, "cpu")
+    need64 = 5000 * 5000 * (28 * 1 + 3 * 8)                   # float64 targets (1) and coords (2)
+    with pytest.raises(MemoryError, match=rf"needs about {need64 / 2**30:.1f} GiB of host memory"):
+        _check_fits(5000, 5000, 1, torch.float64, None)
