@@ -556,8 +556,8 @@ def _assemble(terms, by_group, key_site, shape, dtype, device, finish):
 # torch.func reference methods
 # ----------------------------------------------------------------------------------------------
 
-def _functional(model: nn.Module, names: Iterable[str]):
-    """``f(p, x)`` = the model with the named parameters replaced by ``p``; outputs ``(N, C)``."""
+def _functional(model: nn.Module):
+    """``f(p, x)`` = the model with the parameters named in ``p`` replaced by its values; outputs ``(N, C)``."""
 
     def f(p: dict[str, Tensor], x: Tensor) -> Tensor:
         out = functional_call(model, p, (x,), strict=False)
@@ -572,7 +572,7 @@ def _jacobian(model: nn.Module, x: Tensor, params: dict[str, Tensor], chunk: int
     point (``O(N P)``). A model ``vmap`` cannot trace (data-dependent Python on its input, say)
     gets ``jacrev`` of the whole chunk instead: exact too, but one backward per output row.
     """
-    f = _functional(model, params)
+    f = _functional(model)
     detached = {n: p.detach() for n, p in params.items()}
 
     def one(p: dict[str, Tensor], xi: Tensor) -> Tensor:      # (C,) for one point (d,)
@@ -619,7 +619,7 @@ def _jacobian_ntk(model: nn.Module, x1: Tensor, x2: Tensor | None, params: dict[
 def _ntk_vp(model: nn.Module, x1: Tensor, x2: Tensor | None, outputs: str, chunk: int, budget: int) -> Tensor:
     """``K`` column block by column block: ``K e_j = J_1 (J_2^T e_j)`` with ``vjp`` then ``jvp``."""
     params = {n: p.detach() for n, p in _trainable(model)}
-    f = _functional(model, params)
+    f = _functional(model)
     x2_ = x1 if x2 is None else x2
     with torch.no_grad():
         c = model(x1[:1]).reshape(1, -1).shape[1]
@@ -888,7 +888,7 @@ class NTKOperator:
         self.device, self.dtype = p0.device, p0.dtype
         self.x = x.detach().to(self.device, self.dtype)
         self.n = self.x.shape[0]
-        self._f = _functional(self.model, self.params)
+        self._f = _functional(self.model)
         with torch.no_grad():
             self.channels = self._f(self.params, self.x[:1]).shape[1]
         self.shape = (self.n, self.n)

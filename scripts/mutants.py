@@ -7,8 +7,9 @@
 mutmut plants small changes (a ``<`` for a ``<=``, a constant off by one, a deleted call, ...) in the
 module one at a time and runs the tests against each: a mutant the tests do not notice *survives*.
 The score is killed / (killed + survived); mutants that time out count as killed, mutants no test
-reaches count as survived, mutants of a run stopped early are "not run" and left out. The run happens in a temporary copy of the tracked files (mutmut writes a
-``mutants/`` folder and its own configuration), so the repository stays clean. Not part of CI: it
+reaches count as survived, mutants of a run stopped early are "not run" and left out. The run
+happens in a temporary copy of the tracked files (mutmut writes a ``mutants/`` folder and its own
+configuration), so the repository stays clean. Not part of CI: it
 runs the named tests once per mutant, minutes to hours per module on 2 cores. Prints the score per
 module and writes ``mutants/<module>.json`` (the counts and the surviving mutants) under ``--out``.
 
