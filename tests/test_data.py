@@ -7,7 +7,9 @@ INRLIB_OFFLINE=1.
 import hashlib
 import itertools
 import os
+import re
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -471,3 +473,188 @@ def test_image_memory_refusal_names_sizes_and_a_side_that_fits(monkeypatch):
     need64 = 5000 * 5000 * (28 * 1 + 3 * 8)                   # float64 targets (1) and coords (2)
     with pytest.raises(MemoryError, match=rf"needs about {need64 / 2**30:.1f} GiB of host memory"):
         _check_fits(5000, 5000, 1, torch.float64, None)
+
+
+def test_image_paths_resolve_names_and_say_what_is_missing(tmp_path, monkeypatch):
+    """A path is read when it is a file; what looks like a path but is not names the path; a bare word is a photo name."""
+    arr = smooth_rgb(5, 7)
+    Image.fromarray(arr).save(tmp_path / "pic.png")
+    want = arr / 255.0
+    np.testing.assert_array_equal(data.read_image(tmp_path / "pic.png"), want)
+    np.testing.assert_array_equal(data.read_image(str(tmp_path / "pic.png")), want)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    np.testing.assert_array_equal(data.read_image("~/pic.png"), want)              # ~ is expanded
+    monkeypatch.chdir(tmp_path)
+    np.testing.assert_array_equal(data.read_image("pic.png"), want)                # relative, no folder part
+    Image.fromarray(arr).save(tmp_path / "plain", format="PNG")                     # a file without suffix
+    np.testing.assert_array_equal(data.read_image("plain"), want)
+    for missing in ("other.PNG", "scan.tif", "x.TIFF", "a.gif", "b.bmp", "c.webp", "d.pgm", "e.ppm", "f.jpeg",
+                    "g.JPG", "sub/thing", str(tmp_path / "nope")):
+        with pytest.raises(FileNotFoundError, match="^no image file at " + re.escape(str(Path(missing)))):
+            data.read_image(missing)
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(IsADirectoryError, match=f"^{re.escape(str(tmp_path))}/folder.png is a folder; pass an image file$"):
+        data.read_image(tmp_path / "folder.png")
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        data.read_image("folder.png")
+    with pytest.raises(ValueError, match="unknown image name"):                    # a bare word: the registry
+        data.read_image("pic")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(ValueError, match=rf"^cannot read an image from {re.escape(str(tmp_path))}/broken\.jpg "
+                                         r"\(UnidentifiedImageError: .*\); is it a complete PNG/JPEG/TIFF/GIF/BMP file\?$"):
+        data.read_image(tmp_path / "broken.jpg")
+
+
+def test_read_image_arrays_tensors_frames_and_orientation(tmp_path):
+    arr = smooth_rgb(4, 6)
+    np.testing.assert_array_equal(data.read_image(arr), arr / 255.0)
+    np.testing.assert_array_equal(data.read_image(torch.from_numpy(arr)), arr / 255.0)
+    gray = arr[..., 0]
+    out = data.read_image(gray)
+    assert out.shape == (4, 6, 1) and np.array_equal(out[..., 0], gray / 255.0)
+    luma = data.read_image(arr, grayscale=True)
+    np.testing.assert_allclose(luma[..., 0], (arr / 255.0) @ [0.299, 0.587, 0.114], rtol=0, atol=1e-15)
+    assert data.read_image(gray, grayscale=True).shape == (4, 6, 1)
+    la = np.stack([gray, np.full_like(gray, 51)], -1)                               # gray + 20 % alpha over white
+    np.testing.assert_allclose(data.read_image(la)[..., 0], 0.2 * gray / 255.0 + 0.8, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match=re.escape("must be (H, W) or (H, W, C), got shape (2, 3, 4, 1)")):
+        data.read_image(np.zeros((2, 3, 4, 1), np.uint8))
+    with pytest.raises(ValueError, match=re.escape("got shape (3,)")):
+        data.read_image(np.zeros(3, np.uint8))
+    with pytest.raises(ValueError, match=re.escape("is empty (shape (0, 5, 1))")):
+        data.read_image(np.zeros((0, 5), np.uint8))
+    with pytest.raises(ValueError, match=re.escape("is empty (shape (3, 0, 3))")):
+        data.read_image(np.zeros((3, 0, 3), np.uint8))
+    with pytest.raises(ValueError, match="1 \\(gray\\), 2 \\(gray \\+ alpha\\), 3 \\(RGB\\) or 4 \\(RGBA\\) channels, got 5"):
+        data.read_image(np.zeros((2, 2, 5), np.uint8))
+    # a GIF gives its first frame, whichever frame the file was left on
+    frames = [Image.fromarray(np.full((3, 3), v, np.uint8)).convert("P") for v in (0, 255)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert data.read_image(tmp_path / "anim.gif").max() == 0.0
+    # EXIF orientation 6 (rotate 90 degrees clockwise to display): a 2 x 3 JPEG is shown 3 x 2
+    im = Image.fromarray(np.repeat(np.array([[0, 255, 0]], np.uint8), 2, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "rot.jpg", exif=exif, quality=100)
+    assert data.read_image(tmp_path / "rot.jpg").shape == (3, 2, 1)
+
+
+def test_array_values_scaled_by_their_type():
+    from inrlib.data.images import _array_to_float
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        top = np.iinfo(dtype).max
+        got = _array_to_float(np.array([0, 1, top], dtype=dtype), "a")
+        assert got.dtype == np.float64 and got.tolist() == [0.0, 1.0 / top, 1.0]
+    assert _array_to_float(np.array([True, False]), "a").tolist() == [1.0, 0.0]
+    for dtype in (np.int8, np.int16, np.int32, np.int64, np.complex64):
+        with pytest.raises(ValueError, match=rf"^image data of type {np.dtype(dtype)} is not supported: use unsigned"):
+            _array_to_float(np.zeros(2, dtype=dtype), "a")
+    # floats are taken as they are; round-off just outside [0, 1] is clipped, more is refused with the range
+    got = _array_to_float(np.array([-1e-7, 0.5, 1 + 1e-7], np.float32), "a")
+    assert got.dtype == np.float64 and got.tolist() == [0.0, float(np.float32(0.5)), 1.0]
+    for bad, shown in (([-2e-6, 0.5], "[-2e-06, 0.5]"), ([0.0, 1 + 2e-6], "[0, 1]"), ([-0.5, 3.0], "[-0.5, 3]")):
+        with pytest.raises(ValueError, match="^where: float image values must lie in \\[0, 1\\], got "
+                                             + re.escape(shown) + "; rescale it"):
+            _array_to_float(np.array(bad), "where")
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ValueError, match="^pic: image has NaN or infinite values$"):
+            _array_to_float(np.array([0.5, bad]), "pic")
+    assert _array_to_float(np.zeros((0, 3), np.float64), "a").shape == (0, 3)
+
+
+def test_load_image_resolution_forms_dtype_and_layout():
+    arr = smooth_rgb(6, 9, seed=4)
+    img = arr / 255.0
+    coords, t, shape = data.load_image(arr, None, dtype=torch.float64)
+    assert shape == (6, 9, 3) and t.dtype == coords.dtype == torch.float64 and t.is_contiguous()
+    np.testing.assert_array_equal(t.numpy(), img.reshape(54, 3))                   # no resize: exact
+    assert torch.equal(coords, data.pixel_coords(6, 9, dtype=torch.float64))
+    for res in ((6, 9), [6, 9], np.array([6, 9]), (np.int64(6), 9.0)):
+        c2, t2, s2 = data.load_image(arr, res, dtype=torch.float64)
+        assert s2 == (6, 9, 3) and torch.equal(t2, t) and torch.equal(c2, coords)
+    for res in (4, np.int32(4), np.int64(4)):
+        _, t4, s4 = data.load_image(arr, res, dtype=torch.float64)
+        assert s4 == (4, 4, 3)
+        np.testing.assert_allclose(t4.reshape(4, 4, 3).numpy(), resize_reference(img[:, 1:7], 4, 4), atol=2e-6)
+    _, t32, _ = data.load_image(arr, None)
+    assert t32.dtype == torch.float32 and t32.device.type == "cpu"
+    _, tg, sg = data.load_image(arr, 3, grayscale=True)
+    assert sg == (3, 3, 1) and tg.shape == (9, 1)
+    for res in ("8", (4,), (1, 2, 3), object(), (None, 4)):
+        with pytest.raises(TypeError, match=r"^resolution must be an int, an \(H, W\) pair or None, got "):
+            data.load_image(arr, res)
+    for res in (0, -3, (0, 4), (4, 0), (-1, -1)):
+        with pytest.raises(ValueError, match=rf"^resolution must be positive, got {re.escape(repr(res))}$"):
+            data.load_image(arr, res)
+
+
+def test_image_memory_check_counts_an_accelerator_apart(monkeypatch):
+    """On another device the returned tensors live there: host memory holds only the resize buffers."""
+    import inrlib.ntk as ntk
+    from inrlib.data.images import _check_fits
+    free = {"cpu": 10 ** 9, "meta": 10 ** 6}
+    monkeypatch.setattr(ntk, "available_memory", lambda device: free[device.type])
+    h, w = 1000, 35                                            # 28 * 1 * 35000 = 0.98e6 host, 3 * 4 * 35000 on meta
+    _check_fits(h, w, 1, torch.float32, "cpu")
+    _check_fits(h, w, 1, torch.float32, torch.device("cpu"))
+    with pytest.raises(MemoryError, match=r"needs about 0\.0 GiB of meta memory to resize and hold, but 0\.0 GiB"):
+        _check_fits(1000, 100, 1, torch.float32, "meta")     # 1.2e6 bytes of tensors on a 1e6 device
+    _check_fits(1000, 80, 1, torch.float32, "meta")           # 0.96e6 on the device, 2.24e6 on the host: fits
+    free["cpu"] = 2 * 10 ** 6
+    with pytest.raises(MemoryError, match="of host memory"):
+        _check_fits(1000, 80, 1, torch.float32, "meta")
+    with pytest.raises(MemoryError, match="of host memory"):
+        _check_fits(1000, 80, 1, torch.float32, None)
+
+
+def test_sample_imagenet_follows_its_documented_draw(tmp_path):
+    """Sorted synsets, a seeded permutation, empty ones skipped, one seeded file of each sorted listing."""
+    root = tmp_path / "in"
+    _fake_imagenet(root / "train", n_syn=3, per=2)
+    assert {s for _, s in data.sample_imagenet(root, 3)} == {f"n{s:08d}" for s in range(3)}   # train/ when no val/
+    _fake_imagenet(root / "val", n_syn=7, per=3)
+    (root / "val" / "n00000002" / "notes.txt").write_bytes(b"x")        # not an image
+    (root / "val" / "n00000002" / "dir.png").mkdir()                    # not a file
+    (root / "val" / "n00000003" / "extra.png").write_bytes(b"x")
+    (root / "val" / "n00000004" / "extra.jpg").write_bytes(b"x")
+    for s in range(7, 9):
+        (root / "val" / f"n{s:08d}").mkdir()                            # empty synsets
+    (root / "val" / "n1234").mkdir()                                    # not a synset id
+    (root / "val" / "n123456789").mkdir()
+    (root / "val" / "n00000009.jpg").write_bytes(b"x")                  # a file named like a synset
+    synsets = sorted(p for p in (root / "val").iterdir() if p.is_dir() and len(p.name) == 9 and p.name[1:].isdigit())
+    assert len(synsets) == 9
+    for seed in range(6):
+        for k in (1, 4, 7):
+            rng = np.random.default_rng(seed)
+            want = []
+            for i in rng.permutation(9):
+                files = sorted(p for p in synsets[i].iterdir() if p.is_file() and p.suffix in (".JPEG", ".png", ".jpg"))
+                if files:
+                    want.append((files[int(rng.integers(len(files)))], synsets[i].name))
+                if len(want) == k:
+                    break
+            assert data.sample_imagenet(root, k, seed=seed) == sorted(want, key=lambda t: t[1]), (seed, k)
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    try:
+        assert data.sample_imagenet("~/in", 2, seed=3) == data.sample_imagenet(root, 2, seed=3)
+    finally:
+        monkeypatch.undo()
+    with pytest.raises(ValueError, match=f"^{re.escape(str(root))} has only 7 synset folders with images, fewer than "
+                                         "n_synsets=8$"):
+        data.sample_imagenet(root, 8)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=f"^n_synsets must be at least 1, got {bad}$"):
+            data.sample_imagenet(root, bad)
+    with pytest.raises(FileNotFoundError, match=f"^ImageNet root {re.escape(str(tmp_path))}/nowhere is not a folder$"):
+        data.sample_imagenet(tmp_path / "nowhere")
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        data.sample_imagenet(tmp_path / "file")
+    empty = tmp_path / "empty"
+    (empty / "val").mkdir(parents=True)
+    msg = (f"{empty} does not look like ImageNet: expected folders named like n01440764 (one per synset, holding JPEG "
+           f"files) in {empty}, {empty / 'val'} or {empty / 'train'}")
+    with pytest.raises(ValueError, match="^" + re.escape(msg) + "$"):
+        data.sample_imagenet(empty, 1)

@@ -872,3 +872,81 @@ def test_memory_refusal_states_the_sizes_in_gib():
     with pytest.raises(NTKMemoryError, match=r"^the 4000000 x 4000000 kernel \(1 outputs, trace\) and its column blocks "
                                              rf"need {vp_need / 2**30:.1f} GiB, over the budget of 1\.0 GiB; "):
         empirical_ntk(model, x, method="ntk_vp", memory_budget=2 ** 30)
+
+
+def _asymmetric(d: torch.Tensor, ratio: float) -> torch.Tensor:
+    """``diag(d) + a S`` with ``S`` antisymmetric, ``||S||_F = 1`` and ``||K - K^T|| / ||K|| = ratio``."""
+    n = d.numel()
+    S = torch.zeros(n, n, dtype=torch.float64)
+    S[0, 1], S[1, 0] = 0.5 ** 0.5, -(0.5 ** 0.5)
+    # ||diag(d) + a S||^2 = ||d||^2 + a^2 (a symmetric and an antisymmetric matrix are orthogonal); ||K - K^T|| = 2a
+    a = ratio * float(d.norm()) / (4 - ratio ** 2) ** 0.5
+    return torch.diag(d.to(torch.float64)) + a * S
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_spectrum_symmetry_check_is_at_its_documented_tolerance(dtype):
+    n = 9
+    d = torch.linspace(1.0, 2.0, n, dtype=torch.float64)
+    eps = torch.finfo(dtype).eps
+    tol = 100 * eps * n ** 0.5                           # documented default, in the input's precision
+    for factor in (0.9, 0.999):                          # just inside: accepted, symmetrized before solving
+        K = _asymmetric(d, factor * tol).to(dtype)
+        ev = spectrum(K)
+        Ks = 0.5 * (K.double() + K.double().T)
+        np.testing.assert_allclose(ev, np.sort(np.linalg.eigvalsh(Ks.numpy()))[::-1], rtol=0, atol=1e-12)
+    for factor in (1.01, 10.0):                          # just outside: refused, with the measured ratio
+        K = _asymmetric(d, factor * tol).to(dtype)
+        ratio = float(torch.linalg.matrix_norm(K.double() - K.double().T) / torch.linalg.matrix_norm(K.double()))
+        with pytest.raises(ValueError, match=re.escape(f"= {ratio:.3g} > {tol:.3g}")):
+            spectrum(K)
+        assert spectrum(K, check=False).shape == (n,)
+        assert spectrum(K, symmetry_tol=2 * factor * tol).shape == (n,)
+    with pytest.raises(ValueError, match="not symmetric"):
+        spectrum(_asymmetric(d, 0.5 * tol).to(dtype), symmetry_tol=0.25 * tol)
+    # a zero matrix has no relative asymmetry; an empty one has no spectrum
+    assert np.array_equal(spectrum(torch.zeros(3, 3, dtype=dtype)), np.zeros(3))
+    assert spectrum(torch.zeros(0, 0, dtype=dtype)).shape == (0,)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_spectrum_sign_check_is_at_its_documented_tolerance(dtype):
+    n = 6
+    eps = torch.finfo(dtype).eps
+    tol = 10 * n * eps                                   # documented default: N eps(K.dtype) 10, relative to |lambda|max
+    for lam_max in (1.0, 3.0):
+        for factor, ok in ((0.5, True), (0.99, True), (1.02, False), (100.0, False)):
+            lam_min = -factor * tol * lam_max
+            K = torch.diag(torch.tensor([lam_max, 0.5, 0.25, 0.1, 0.0, lam_min], dtype=torch.float64)).to(dtype)
+            lam_min = float(K[-1, -1])                   # what the dtype holds
+            if ok:
+                ev = spectrum(K)
+                assert ev[0] == pytest.approx(lam_max) and ev[-1] == lam_min
+            else:
+                with pytest.raises(ValueError, match=re.escape(f"= {lam_min / lam_max:.3g} < -{tol:.3g}")):
+                    spectrum(K)
+                assert spectrum(K, check=False)[-1] == lam_min
+                assert spectrum(K, negative_tol=2 * factor * tol)[-1] == lam_min
+    # the scale is the largest |eigenvalue| even when that one is negative
+    K = torch.diag(torch.tensor([1e-3, 0.0, -1.0], dtype=torch.float64)).to(dtype)
+    with pytest.raises(ValueError, match=re.escape(f"= {-1.0:.3g} <")):
+        spectrum(K)
+    assert spectrum(K, negative_tol=1.0)[-1] == -1.0
+    with pytest.raises(ValueError, match="indefinite"):
+        spectrum(-torch.eye(2, dtype=dtype), negative_tol=0.999)
+    assert np.array_equal(spectrum(-torch.eye(2, dtype=dtype), negative_tol=1.0), [-1.0, -1.0])
+
+
+def test_spectrum_refuses_non_matrices_with_named_types():
+    with pytest.raises(TypeError, match="square tensor or array, got list"):
+        spectrum([[1.0, 0.0], [0.0, 1.0]])
+    with pytest.raises(TypeError, match="floating-point matrix, got torch.int64"):
+        spectrum(torch.eye(2, dtype=torch.int64))
+    with pytest.raises(ValueError, match=re.escape("got shape (2, 3)")):
+        spectrum(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=re.escape("got shape (4,)")):
+        spectrum(np.zeros(4))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        spectrum(torch.tensor([[1.0, float("inf")], [float("inf"), 1.0]]))
+    ev = spectrum(np.diag([2.0, 3.0, 1.0]).astype(np.float32))
+    assert ev.dtype == np.float64 and ev.tolist() == [3.0, 2.0, 1.0]

@@ -92,7 +92,8 @@ def _array_to_float(arr: np.ndarray, where: str) -> np.ndarray:
             raise ValueError(f"{where}: float image values must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]; "
                              "rescale it (or store it as 8/16-bit integers)")
         return np.clip(out, 0.0, 1.0)
-    return arr.astype(np.float64) / _int_scale(arr.dtype)
+    scale = _int_scale(arr.dtype)              # refuses signed and complex data before any cast
+    return arr.astype(np.float64) / scale
 
 
 def _composite(arr: np.ndarray) -> np.ndarray:
