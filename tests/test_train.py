@@ -443,3 +443,302 @@ def test_unshuffled_minibatches_follow_the_data_order(photo):
                                          if targets.dim() == 1 else targets[i:i + 100]).backward()
             opt.step()
     assert same_params(params_of(a), params_of(b))
+
+
+# ----------------------------------------------------------------------------- every refusal, word for word
+def _fit_small(model=None, coords=None, targets=None, **kw):
+    args = {"epochs": 1, "lr": 0.1, "progress": False}
+    args.update(kw)
+    c = torch.rand(20, 2, generator=torch.Generator().manual_seed(0)) if coords is None else coords
+    t = torch.rand(20, 1, generator=torch.Generator().manual_seed(1)) if targets is None else targets
+    return fit(mlp(width=4) if model is None else model, c, t, **args)
+
+
+class _Featureless(nn.Module):
+    def forward(self, x):
+        return x
+
+
+class _Frozen(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 1).requires_grad_(False)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+class _TupleOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 1)
+
+    def forward(self, x):
+        return (self.lin(x),)
+
+
+_nan2 = torch.rand(20, 2)
+_nan2[3, 0], _nan2[7, 1] = float("nan"), float("inf")
+_nan1 = torch.rand(20, 1)
+_nan1[5, 0] = float("-inf")
+
+
+@pytest.mark.parametrize("kw, exc, message", [
+    (dict(coords=torch.rand(20)), ValueError,
+     "coords must be 2-D (N, d), got shape (20,); for 1-D inputs use coords.reshape(-1, 1)"),
+    (dict(coords=torch.rand(4, 5, 2)), ValueError,
+     "coords must be 2-D (N, d), got shape (4, 5, 2); flatten a grid with coords.reshape(-1, d)"),
+    (dict(targets=torch.rand(20, 1, 1)), ValueError,
+     "targets must be (N,) or (N, k), got shape (20, 1, 1); flatten an image with targets.reshape(-1, channels)"),
+    (dict(coords=torch.rand(10, 2), targets=torch.rand(9, 1)), ValueError,
+     "coords and targets hold different numbers of samples: 10 coordinates (shape (10, 2)) vs 9 targets "
+     "(shape (9, 1)); they must pair up row by row"),
+    (dict(coords=torch.rand(0, 2), targets=torch.rand(0, 1)), ValueError,
+     "coords and targets are empty; fit needs at least one sample"),
+    (dict(coords=torch.rand(20, 2, dtype=torch.complex64)), TypeError, "coords and targets must be real-valued"),
+    (dict(targets=torch.rand(20, 1, dtype=torch.complex64)), TypeError, "coords and targets must be real-valued"),
+    (dict(coords=_nan2), ValueError, "coords hold 2 non-finite value(s) (NaN/inf)"),
+    (dict(targets=_nan1), ValueError,
+     "targets hold 1 non-finite value(s) (NaN/inf); clean the data (e.g. torch.nan_to_num) before training"),
+    (dict(targets=torch.linspace(-0.5, 1.0, 20)[:, None], loss="bce_logits"), ValueError,
+     "loss='bce_logits' needs targets in [0, 1] (occupancy labels or probabilities), got values in [-0.5, 1]; "
+     "use loss='mse' for other targets"),
+    (dict(targets=torch.linspace(0.0, 1.5, 20)[:, None], loss="BCE_logits"), ValueError,
+     "loss='bce_logits' needs targets in [0, 1] (occupancy labels or probabilities), got values in [0, 1.5]; "
+     "use loss='mse' for other targets"),
+    (dict(epochs=True), TypeError, "epochs must be a positive integer, got True (bool)"),
+    (dict(epochs="3"), TypeError, "epochs must be a positive integer, got '3' (str)"),
+    (dict(epochs=-2), ValueError, "epochs must be >= 1, got -2"),
+    (dict(batch_size=0), ValueError, "batch_size must be >= 1, got 0"),
+    (dict(eval_batch_size=0), ValueError, "eval_batch_size must be >= 1, got 0"),
+    (dict(eval_batch_size=None), TypeError, "eval_batch_size must be a positive integer, got None (NoneType)"),
+    (dict(lr="0.1"), TypeError, "lr must be a positive number, got '0.1'"),
+    (dict(lr=True), TypeError, "lr must be a positive number, got True"),
+    (dict(lr=0), ValueError, "lr must be a positive finite number, got 0.0"),
+    (dict(lr=float("inf")), ValueError, "lr must be a positive finite number, got inf"),
+    (dict(lr=float("nan")), ValueError, "lr must be a positive finite number, got nan"),
+    (dict(optimizer="rmsprop"), ValueError,
+     "unknown optimizer 'rmsprop'; choose one of ('sgd', 'adam') (extra settings such as momentum go in "
+     "optimizer_kwargs)"),
+    (dict(optimizer=3), ValueError, "unknown optimizer 3; choose one of ('sgd', 'adam')"),
+    (dict(loss="l1"), ValueError,
+     "unknown loss 'l1'; choose 'mse' (regression), 'bce' (model outputs probabilities, e.g. ends in a sigmoid) "
+     "or 'bce_logits' (model outputs logits)"),
+    (dict(loss=None), ValueError, "unknown loss None; choose 'mse'"),
+    (dict(resample=3), TypeError, "resample must be a function returning (coords, targets), got int"),
+    (dict(eval_fn="psnr"), TypeError, "eval_fn must be a function (model, epoch) -> number or dict, got str"),
+    (dict(callbacks={1: lambda m, e, h: 0}), TypeError, "callbacks must map names (str) to functions "
+     "fn(model, epoch, history); got 1: "),
+    (dict(callbacks=[lambda m, e, h: 0]), TypeError,
+     "callbacks must be a dict {name: fn} or one function, got list"),
+    (dict(callbacks=lambda m, e, h: 0, snapshot_epochs="start,soon"), ValueError,
+     "snapshot epoch 'soon' is neither an integer nor one of 'start', 'middle', 'end', 'all'"),
+    (dict(callbacks=lambda m, e, h: 0, snapshot_epochs=[1.5]), TypeError,
+     "snapshot epochs must be integers or 'start'/'middle'/'end'/'all', got 1.5"),
+    (dict(callbacks=lambda m, e, h: 0, snapshot_epochs=[True]), TypeError,
+     "snapshot epochs must be integers or 'start'/'middle'/'end'/'all', got True"),
+    (dict(callbacks=lambda m, e, h: 0, snapshot_epochs=2.0), TypeError,
+     "snapshot_epochs must be a string like 'start,middle,end', an int or a list of ints, got float"),
+    (dict(callbacks=lambda m, e, h: 0, snapshot_epochs=[-1]), ValueError,
+     "snapshot epoch -1 is outside [0, 1] (0 = before training, 1 = after the last epoch)"),
+    (dict(seed="0"), TypeError, "seed must be an integer, got '0'"),
+    (dict(seed=False), TypeError, "seed must be an integer, got False"),
+    (dict(model="mlp"), TypeError, "model must be a torch.nn.Module, got str"),
+    (dict(model=_Featureless()), ValueError, "the model (_Featureless) has no parameters; there is nothing to train"),
+    (dict(model=_Frozen()), ValueError, "none of the model's parameters requires grad; there is nothing to train"),
+    (dict(model=_TupleOut()), TypeError, "the model must return a tensor, got tuple"),
+    (dict(targets=torch.rand(20, 3)), ValueError,
+     "the model's output for 20 samples has shape (20, 1), but the targets give (20, 3): the model has the wrong "
+     "number of outputs for targets of shape (20, 3)"),
+    (dict(data_range="max"), ValueError, "data_range must be a number, None or 'auto', got 'max'"),
+    (dict(data_range=-1), ValueError, "data_range must be a positive number, None or 'auto', got -1"),
+    (dict(data_range=0), ValueError, "data_range must be a positive number, None or 'auto', got 0"),
+    (dict(data_range=True), ValueError, "data_range must be a positive number, None or 'auto', got True"),
+    (dict(optimizer_kwargs={"lr_typo": 1}), TypeError, "optimizer_kwargs {'lr_typo': 1} are not accepted by "
+     "torch.optim.SGD: "),
+    (dict(optimizer="adam", optimizer_kwargs={"betas": (2.0, 0.9)}), ValueError,
+     "optimizer_kwargs {'betas': (2.0, 0.9)} rejected by torch.optim.Adam: "),
+])
+def test_every_refusal_says_what_was_wrong(kw, exc, message):
+    with pytest.raises(exc) as info:
+        _fit_small(**kw)
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_refusals_from_the_model_the_device_and_resample():
+    with pytest.raises(ValueError) as info:
+        _fit_small(coords=torch.rand(20, 3))
+    msg = str(info.value)
+    assert msg.startswith("the model failed on the first 20 coordinates (shape (20, 3), dtype torch.float32): "
+                          "RuntimeError: ") and msg.endswith("Does it take 3 input features?"), msg
+    coords = torch.rand(300, 3)
+    with pytest.raises(ValueError, match=r"^the model failed on the first 256 coordinates \(shape \(256, 3\)"):
+        _fit_small(coords=coords, targets=torch.rand(300, 1))
+    with pytest.raises(ValueError) as info:
+        _fit_small(device="gpu")
+    assert str(info.value).startswith("device 'gpu' is not a torch device (") and \
+        str(info.value).endswith("); use 'cpu', 'cuda' or 'cuda:N'")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError) as info:
+            _fit_small(device="cuda")
+        assert str(info.value).startswith("cannot move the model to device 'cuda': ")
+        assert str(info.value).endswith("Is that device available to this torch build? Pass device=None to train "
+                                        "where the model is.")
+    with pytest.raises(TypeError, match=r"^resample must return \(coords, targets\), got Tensor$"):
+        _fit_small(epochs=2, resample=lambda epoch, gen: torch.rand(20, 2))
+    with pytest.raises(TypeError, match=r"^resample must return \(coords, targets\), got tuple$"):
+        _fit_small(epochs=2, resample=lambda epoch, gen: (1, 2, 3))
+    with pytest.raises(ValueError, match=r"^coords from resample \(epoch 2\) must be 2-D \(N, d\), got shape \(20,\)"):
+        _fit_small(epochs=2, resample=lambda epoch, gen: (torch.rand(20), torch.rand(20, 1)))
+    with pytest.raises(TypeError, match=r"^coords must be a torch\.Tensor or an array of numbers, got str \("):
+        _fit_small(coords="abc")
+    with pytest.raises(TypeError, match=r"^targets must be a torch\.Tensor or an array of numbers, got list \("):
+        _fit_small(targets=[[0.1], ["x"]])
+    with pytest.raises(ValueError, match=r"^loss='bce' expects probabilities but the model output values in "
+                                         r"\[-?\d.*\]; end the model with a sigmoid, or use loss='bce_logits' "
+                                         r"for logits$"):
+        torch.manual_seed(0)
+        fit(nn.Linear(2, 1), torch.rand(20, 2) * 10, (torch.rand(20, 1) > 0.5).float(), epochs=1, lr=0.1,
+            loss="bce", progress=False)
+
+
+def test_bool_data_shapes_and_psnr_peaks():
+    """Bool data train as 0/1 floats; (N,) and (N, 1) targets meet either output shape; data_range sets the peak."""
+    g = torch.Generator().manual_seed(0)
+    coords, targets = torch.rand(20, 2, generator=g), torch.rand(20, 1, generator=g) > 0.5
+    a, b = mlp(width=4), mlp(width=4)
+    ha = fit(a, coords, targets, epochs=2, lr=0.1, progress=False)
+    hb = fit(b, coords, targets.float(), epochs=2, lr=0.1, progress=False)
+    assert ha.loss == hb.loss and same_params(params_of(a), params_of(b))
+    hc = fit(mlp(width=4), coords > 0.5, targets.float(), epochs=1, lr=0.1, progress=False)
+    hd = fit(mlp(width=4), (coords > 0.5).float(), targets.float(), epochs=1, lr=0.1, progress=False)
+    assert hc.loss == hd.loss
+
+    class Flat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = mlp(width=4)
+
+        def forward(self, x):
+            return self.net(x)[:, 0]
+
+    y = targets.float()
+    h1 = fit(mlp(width=4), coords, y[:, 0], epochs=2, lr=0.1, progress=False)   # (N,) targets, (N, 1) output
+    h2 = fit(Flat(), coords, y, epochs=2, lr=0.1, progress=False)               # (N, 1) targets, (N,) output
+    h3 = fit(mlp(width=4), coords, y, epochs=2, lr=0.1, progress=False)
+    assert h1.loss == h2.loss == h3.loss
+    for rng, peak in (((0.0, 1.0), 1.0), ((0.0, 2.0), None)):
+        t = torch.linspace(*rng, 20)[:, None]
+        h = fit(mlp(width=4), coords, t, epochs=1, lr=0.1, progress=False)
+        assert h.config["data_range"] == peak and (len(h.psnr) == 1) == (peak is not None)
+        if peak is not None:
+            assert h.psnr_source == "full" and h.psnr[0] == pytest.approx(10 * math.log10(1.0 / h.full_loss[0]), rel=1e-12)
+    h = fit(mlp(width=4), coords, torch.linspace(0, 4, 20)[:, None], epochs=1, lr=0.1, data_range=4, progress=False)
+    assert h.config["data_range"] == 4.0 and h.psnr[0] == pytest.approx(10 * math.log10(16.0 / h.full_loss[0]), rel=1e-12)
+    for loss in ("bce", "bce_logits"):
+        model = mlp(width=4, sigmoid=loss == "bce")
+        h = fit(model, coords, y, epochs=1, lr=0.1, loss=loss, data_range=1.0, progress=False)
+        assert h.config["data_range"] is None and h.psnr == [] and h.psnr_source is None
+        assert h.loss_name == loss and h.optimizer == "sgd" and h.lr == 0.1
+
+
+def test_history_summary_json_fallbacks_and_unknown_fields():
+    h = History(config={"optimizer": "adam", "lr": 0.01, "loss": "mse"}, epochs=[1, 2], loss=[0.5, 0.25],
+                psnr=[20.0, 26.0], iou=[0.5, 0.75], snapshots={"ntk": {0: 1, 2: 2}}, stopped="diverged in epoch 3",
+                total_seconds=1.25)
+    assert repr(h) == ("History(2 epochs, adam lr=0.01, loss=mse, last loss 0.25, last PSNR 26.00 dB (best 26.00), "
+                       "last IoU 0.7500, snapshots ['ntk'], stopped: diverged in epoch 3, 1.2 s)")
+    assert repr(History()) == "History(0 epochs, None lr=None, loss=None, 0.0 s)"
+
+    class Config:
+        def to_dict(self):
+            return {"width": np.int64(3)}
+
+    class Opaque:
+        def __repr__(self):
+            return "<opaque>"
+
+    h.snapshots = {"mixed": {0: np.arange(3), 1: np.float32(0.5), 2: {1, 2}, 3: frozenset(), 4: Config(),
+                             5: Opaque(), 6: (np.int8(1), None, "s", True)}}
+    got = h.to_dict()["snapshots"]["mixed"]
+    assert got == {"0": [0, 1, 2], "1": 0.5, "2": [1, 2], "3": [], "4": {"width": 3}, "5": "<opaque>",
+                   "6": [1, None, "s", True]}
+    assert type(got["1"]) is float and type(h.to_dict()["epochs"][0]) is int
+    json.dumps(h.to_dict())
+    with pytest.raises(ValueError) as info:
+        History.from_dict({"epochs": [1], "bogus": 1, "also": 2})
+    assert str(info.value).startswith("unknown History fields ['also', 'bogus']; expected a subset of ['config', ")
+
+
+def test_progress_rule_without_the_book_helpers(monkeypatch):
+    """The fallback rule when inrlib.book cannot be imported: INRLIB_PROGRESS, then CI, then a terminal or kernel."""
+    import sys
+
+    from inrlib.train import _resolve_progress
+    monkeypatch.setitem(sys.modules, "inrlib.book", None)          # makes `from .book import ...` fail
+    assert _resolve_progress(True) is True and _resolve_progress(False) is False and _resolve_progress(0) is False
+    monkeypatch.delenv("CI", raising=False)
+    for flag, want in (("0", False), ("false", False), (" No ", False), ("off", False), ("1", True), ("TRUE", True),
+                       ("yes", True), ("on", True)):
+        monkeypatch.setenv("INRLIB_PROGRESS", flag)
+        assert _resolve_progress(None) is want, flag
+    monkeypatch.setenv("INRLIB_PROGRESS", "")
+    monkeypatch.setenv("CI", "true")
+    assert _resolve_progress(None) is False
+    monkeypatch.setenv("INRLIB_PROGRESS", "1")
+    assert _resolve_progress(None) is True
+    monkeypatch.delenv("CI")
+    monkeypatch.setenv("INRLIB_PROGRESS", "maybe")
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+
+    class Tty:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+        def write(self, s):
+            pass
+
+    monkeypatch.setattr(sys, "stderr", Tty(False))
+    assert _resolve_progress(None) is False
+    monkeypatch.setattr(sys, "stderr", Tty(True))
+    assert _resolve_progress(None) is True
+    monkeypatch.setattr(sys, "stderr", object())                   # no isatty at all
+    assert _resolve_progress(None) is False
+    monkeypatch.setitem(sys.modules, "ipykernel", object())
+    assert _resolve_progress(None) is True
+
+
+def test_parameters_that_blow_up_in_the_last_step_are_reported(photo):
+    """The last step's loss is taken before it: a step that makes the parameters inf is caught after the loop
+    (full_eval=False) or by the full-data loss (full_eval=True), each naming what became non-finite."""
+    coords, targets = photo
+    targets = targets * 1e6                       # a finite float32 loss (~1e12) whose step overflows at lr=1e38
+    with pytest.raises(TrainingDiverged) as info:
+        fit(mlp(), coords, targets, epochs=1, lr=1e38, full_eval=False, progress=False)
+    msg = str(info.value)
+    assert msg.startswith("training diverged: the parameters (0.weight, 0.bias, 2.weight...) became nan in epoch 1 "
+                          "(lr=1e+38, optimizer='sgd', loss='mse' (mean over samples and outputs), full batch)."), msg
+    assert info.value.history.epochs == [1] and math.isfinite(info.value.history.loss[0])
+    with pytest.raises(TrainingDiverged, match=r"^training diverged: the loss over all samples became nan in epoch 1 "):
+        fit(mlp(), coords, targets, epochs=1, lr=1e38, full_eval=True, progress=False)
+    with pytest.raises(ValueError, match=r"^lr=1e\+300 is larger than the largest float32 number \(3\.403e\+38\); "
+                                         r"train in float64 or use a smaller lr$"):
+        fit(mlp(), coords, targets, epochs=1, lr=1e300, progress=False)
+    fit(mlp(dtype=torch.float64), coords.double(), targets.double() / 1e6, epochs=1, lr=1e-300, progress=False)
+
+
+def test_iou_of_an_empty_prediction_of_an_empty_shape_is_one_and_shows_in_the_bar(capsys):
+    lin = nn.Linear(2, 1)
+    with torch.no_grad():
+        lin.weight.zero_()
+        lin.bias.fill_(-10.0)
+    h = fit(lin, torch.rand(30, 2), torch.zeros(30, 1), epochs=2, lr=1e-3, loss="bce_logits", progress=True,
+            desc="empty")
+    assert h.iou == [1.0, 1.0] and h.initial["iou"] == 1.0
+    err = capsys.readouterr().err
+    assert "empty" in err and "iou=1.000" in err
+    h = fit(mlp(width=4), torch.rand(30, 2), torch.rand(30, 1), epochs=1, lr=0.1, data_range=None, progress=False)
+    assert h.psnr == [] and h.psnr_source is None and h.config["data_range"] is None
