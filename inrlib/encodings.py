@@ -20,6 +20,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch._subclasses.fake_tensor import is_fake
 
 __all__ = [
     "check_coords",
@@ -47,6 +48,12 @@ def _is_batched(x: Tensor) -> bool:
     return False
 
 
+def _has_values(x: Tensor) -> bool:
+    """False for tensors that carry shapes only: the ``meta`` device and ``FakeTensor`` (torch.export and
+    torch.compile tracing); their values cannot be read, so checks that read them are skipped."""
+    return not (x.is_meta or is_fake(x))
+
+
 def check_coords(x: Tensor, dim: int, *, clamp: bool = False, who: str = "encoding") -> Tensor:
     """Validate a batch of coordinates and return it (clamped to ``[0, 1]`` if ``clamp``).
 
@@ -62,7 +69,7 @@ def check_coords(x: Tensor, dim: int, *, clamp: bool = False, who: str = "encodi
     if not x.is_floating_point():
         raise TypeError(f"{who} expects floating-point coordinates, got {x.dtype}; "
                         "convert with x.float() (or x.double())")
-    if _is_batched(x):           # inside torch.func.vmap values cannot be read; the caller checked them
+    if _is_batched(x) or not _has_values(x):   # under vmap, or shapes only: values cannot be read here
         return x.clamp(0.0, 1.0) if clamp else x
     x_ = x.detach()
     # One reduction and one device-to-host read per call (three before): on a GPU each read is a sync

@@ -113,10 +113,12 @@ def interpolation_gram(rows_a: Tensor, w_a: Tensor, e_a: Tensor, rows_b: Tensor,
         used, inv = torch.unique(torch.cat([rows_a.reshape(-1), rows_b.reshape(-1)]), return_inverse=True)
         rows_a, rows_b = inv[:rows_a.numel()].view(na, -1), inv[rows_a.numel():].view(nb, -1)
         n_rows = used.numel()
-    # pairs sharing a row: for each (sample, corner) of a, the corners of b at the same row
-    counts_b = torch.bincount(rows_b.reshape(-1), minlength=n_rows)
-    n_pairs = int(counts_b[rows_a.reshape(-1)].sum())
-    if n_rows <= DENSE_INTERPOLATION_ROWS or n_pairs * 16 > na * nb * min(n_rows, 64):
+    sparse = n_rows > DENSE_INTERPOLATION_ROWS
+    if sparse:     # pairs sharing a row: for each (sample, corner) of a, the corners of b at the same row
+        counts_b = torch.bincount(rows_b.reshape(-1), minlength=n_rows)
+        n_pairs = int(counts_b[rows_a.reshape(-1)].sum())    # the one host read: it sizes what follows
+        sparse = n_pairs * 16 <= na * nb * min(n_rows, 64)
+    if not sparse:
         s_a = torch.zeros(na, n_rows, dtype=dtype, device=device).scatter_add_(1, rows_a, w_a)
         s_b = torch.zeros(nb, n_rows, dtype=dtype, device=device).scatter_add_(1, rows_b, w_b)
         k = s_a @ s_b.T
@@ -126,10 +128,11 @@ def interpolation_gram(rows_a: Tensor, w_a: Tensor, e_a: Tensor, rows_b: Tensor,
     starts = torch.cumsum(counts_b, 0) - counts_b                      # first sorted slot of each row
     flat_a = rows_a.reshape(-1)
     reps = counts_b[flat_a]                                            # partners of each a-entry
-    a_entry = torch.repeat_interleave(torch.arange(flat_a.numel(), device=device), reps)
-    first = torch.repeat_interleave(starts[flat_a], reps)
-    offset = torch.arange(a_entry.numel(), device=device) - torch.repeat_interleave(
-        torch.cumsum(reps, 0) - reps, reps)
+    # output_size: the length is known, so repeat_interleave need not read it back from the device
+    a_entry = torch.repeat_interleave(torch.arange(flat_a.numel(), device=device), reps, output_size=n_pairs)
+    first = torch.repeat_interleave(starts[flat_a], reps, output_size=n_pairs)
+    offset = torch.arange(n_pairs, device=device) - torch.repeat_interleave(
+        torch.cumsum(reps, 0) - reps, reps, output_size=n_pairs)
     b_entry = order[first + offset]
     corners_a, corners_b = rows_a.shape[1], rows_b.shape[1]
     i, j = a_entry // corners_a, b_entry // corners_b
@@ -407,9 +410,10 @@ def _channel_views(grads: Tensor, c: int | None) -> Tensor:
     return grads if c is None else grads[:, c:c + 1]
 
 
-#: Rows of the kernel computed per block. Each term is made for ``PANEL_ROWS`` rows at a time
-#: (its temporaries stay in the cache and no N x N temporary is ever allocated); for ``K(x, x)``
-#: only the blocks on and above the diagonal are computed and the rest is mirrored.
+#: Rows of the kernel computed per block on the CPU. Each term is made for ``PANEL_ROWS`` rows at a
+#: time (its temporaries stay in the cache and no N x N temporary is ever allocated); for ``K(x, x)``
+#: only the blocks on and above the diagonal are computed and the rest is mirrored. On an accelerator
+#: a panel is as tall as the memory budget allows: fewer, larger kernel launches.
 PANEL_ROWS = 256
 
 
@@ -447,7 +451,8 @@ def _structured(model: nn.Module, x1: Tensor, x2: Tensor | None, outputs: str, g
     c2 = c_out ** 2 if full else 1
     side = n1 * n2 * c2
     # rows per panel: the few (rows x n2) temporaries of a term stay within a fraction of the budget
-    rows = max(1, min(n1, PANEL_ROWS, int((budget // 8) // max(1, 4 * n2 * c2 * item))))
+    cap = PANEL_ROWS if device.type == "cpu" else n1
+    rows = max(1, min(n1, cap, int((budget // 8) // max(1, 4 * n2 * c2 * item))))
     n_keys = 1 if not groups else 3 + len(sites) + 8
     need = side * item * n_keys + 4 * rows * n2 * c2 * item
     if need > budget:
@@ -861,7 +866,7 @@ class NTKOperator:
     parameters, its inputs ``X`` and output sensitivities ``D``; a product is then, per module,
     ``u = vjp(D * v)`` (the parameter-space gradient ``sum_i v_i df(x_i)/dtheta``, for a dense
     layer ``D^T diag(v) A``) and ``(K v)_i = <D_i, jvp(u)_i>`` on that module alone, in chunks of
-    ``chunk_size`` points (default 4096, so the temporaries stay in cache): ``O(N P)`` GEMM work,
+    ``chunk_size`` points (default 4096 on the CPU, so the temporaries stay in cache; 65536 on an accelerator): ``O(N P)`` GEMM work,
     no pass through the rest of the network. It stores ``X`` and ``D`` (about ``N`` times the
     network's total width of numbers). ``method="autodiff"`` runs a ``vjp`` and a ``jvp`` through
     the whole model per product (default chunks of 16384); ``"auto"`` chooses it below
@@ -869,8 +874,10 @@ class NTKOperator:
     ``(N, b)`` for ``b`` vectors) tensors or arrays.
     """
 
-    #: Points per chunk of the structured products.
+    #: Points per chunk of the structured products on the CPU (the temporaries stay in cache) and on
+    #: an accelerator (fewer launches; every chunk's captures are kept either way).
     STRUCTURED_CHUNK = 4096
+    STRUCTURED_CHUNK_ACCELERATOR = 65536
     #: ``method="auto"`` takes the structured products from this many points on (below it the
     #: per-module calls cost more than the arithmetic they save).
     STRUCTURED_MIN_N = 2048
@@ -895,7 +902,8 @@ class NTKOperator:
         self.products = 0
         self._ops = None
         if method == "structured" or (method == "auto" and self.n >= self.STRUCTURED_MIN_N):
-            self.chunk = int(chunk_size or self.STRUCTURED_CHUNK)
+            default = self.STRUCTURED_CHUNK if self.device.type == "cpu" else self.STRUCTURED_CHUNK_ACCELERATOR
+            self.chunk = int(chunk_size or default)
             self._ops = self._structured_setup()
             if self._ops is None and method == "structured":
                 raise ValueError("method='structured' needs every parameterized module to be called once per "
