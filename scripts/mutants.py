@@ -11,7 +11,7 @@ reaches count as survived, mutants of a run stopped early are "not run" and left
 happens in a temporary copy of the tracked files (mutmut writes a ``mutants/`` folder and its own
 configuration), so the repository stays clean. Not part of CI: it
 runs the named tests once per mutant, minutes to hours per module on 2 cores. Prints the score per
-module and writes ``mutants/<module>.json`` (the counts and the surviving mutants) under ``--out``.
+module and writes ``mutants/<module>.json`` (the counts and the surviving mutants) under ``--out`` (default ``docs/mutants``, tracked).
 
     python scripts/mutants.py --report     # the scores recorded under --out, as a Markdown table
 """
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", action="store_true", help="print the recorded scores as a Markdown table")
     ap.add_argument("--tests", nargs="+", default=["tests"], help="pytest paths or node ids that should kill the mutants")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--out", type=Path, default=ROOT / "_build" / "mutants")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "mutants")
     args = ap.parse_args(argv)
     if args.report:
         print(report(args.out))
