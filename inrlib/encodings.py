@@ -15,8 +15,10 @@ interpolation matrix ``S`` (paper 000, Eq. 11-13).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +26,7 @@ from torch._subclasses.fake_tensor import is_fake
 
 __all__ = [
     "check_coords",
+    "coords_validated",
     "IdentityEncoding",
     "FourierEncoding",
     "GaussianFourierEncoding",
@@ -54,6 +57,24 @@ def _has_values(x: Tensor) -> bool:
     return not (x.is_meta or is_fake(x))
 
 
+_VALIDATED = contextvars.ContextVar("inrlib_coords_validated", default=False)
+
+
+@contextlib.contextmanager
+def coords_validated() -> Iterator[None]:
+    """Inside this block :func:`check_coords` checks shapes and dtypes but reads no values.
+
+    For loops over data whose values were checked once already (:func:`inrlib.train.fit` runs its
+    steps in it after a forward pass over all the data): reading values is a device-to-host copy
+    that makes a GPU wait, once per encoding call. Clamping still happens.
+    """
+    token = _VALIDATED.set(True)
+    try:
+        yield
+    finally:
+        _VALIDATED.reset(token)
+
+
 def check_coords(x: Tensor, dim: int, *, clamp: bool = False, who: str = "encoding") -> Tensor:
     """Validate a batch of coordinates and return it (clamped to ``[0, 1]`` if ``clamp``).
 
@@ -69,7 +90,7 @@ def check_coords(x: Tensor, dim: int, *, clamp: bool = False, who: str = "encodi
     if not x.is_floating_point():
         raise TypeError(f"{who} expects floating-point coordinates, got {x.dtype}; "
                         "convert with x.float() (or x.double())")
-    if _is_batched(x) or not _has_values(x):   # under vmap, or shapes only: values cannot be read here
+    if _is_batched(x) or not _has_values(x) or _VALIDATED.get():   # values unreadable here, or checked already
         return x.clamp(0.0, 1.0) if clamp else x
     x_ = x.detach()
     # One reduction and one device-to-host read per call (three before): on a GPU each read is a sync

@@ -48,6 +48,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, jvp, linearize, vjp, vmap
 
+from .encodings import coords_validated   # a context flag only: the engine imports no model class
+
 __all__ = [
     "empirical_ntk", "spectrum", "resample_spectrum", "weyl_check", "rounding_floor",
     "NTKOperator", "extreme_eigenvalues", "interlacing_bounds", "kernel_regression", "gradient_flow_time",
@@ -109,7 +111,7 @@ def interpolation_gram(rows_a: Tensor, w_a: Tensor, e_a: Tensor, rows_b: Tensor,
     rows_a, rows_b = rows_a.reshape(na, -1), rows_b.reshape(nb, -1)
     w_a, w_b = w_a.reshape(na, -1).to(dtype), w_b.reshape(nb, -1).to(dtype)
     n_entries = rows_a.numel() + rows_b.numel()
-    if n_rows > 2 * n_entries:             # a big table: renumber only the rows in use
+    if n_rows > max(DENSE_INTERPOLATION_ROWS, 2 * n_entries):   # a big table: renumber only the rows in use
         used, inv = torch.unique(torch.cat([rows_a.reshape(-1), rows_b.reshape(-1)]), return_inverse=True)
         rows_a, rows_b = inv[:rows_a.numel()].view(na, -1), inv[rows_a.numel():].view(nb, -1)
         n_rows = used.numel()
@@ -985,10 +987,12 @@ class NTKOperator:
     def matvec(self, v):
         is_np = isinstance(v, np.ndarray)
         t = torch.as_tensor(v).to(self.device, self.dtype)
-        if t.dim() == 1:
-            r = self._matvec1(t)
-        else:
-            r = torch.stack([self._matvec1(t[:, i]) for i in range(t.shape[1])], dim=1)
+        # The construction's forward pass checked the coordinates: products read no values (no syncs).
+        with coords_validated():
+            if t.dim() == 1:
+                r = self._matvec1(t)
+            else:
+                r = torch.stack([self._matvec1(t[:, i]) for i in range(t.shape[1])], dim=1)
         return r.cpu().numpy() if is_np else r
 
     def diagonal_estimate(self) -> None:  # pragma: no cover - documented absence

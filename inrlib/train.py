@@ -30,6 +30,7 @@ repeats bitwise (same loss history, same final parameters).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
@@ -42,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .encodings import coords_validated
 from .metrics import psnr_from_mse
 
 __all__ = [
@@ -613,7 +615,8 @@ def _train(members: _Single | _Stacked, X: Tensor, Y: Tensor, *, s: _Settings, s
                 inter = torch.zeros(M, dtype=torch.float64, device=dev)
                 union = torch.zeros(M, dtype=torch.float64, device=dev)
                 for i in range(0, n, eval_chunk):
-                    o = members.forward(X[:, i:i + eval_chunk])
+                    with coords_validated() if epoch > 0 and X is X_checked else contextlib.nullcontext():
+                        o = members.forward(X[:, i:i + eval_chunk])
                     y = Y[:, i:i + eval_chunk]
                     total += _member_loss_sums(loss, o, y)
                     if any(binary):
@@ -679,6 +682,7 @@ def _train(members: _Single | _Stacked, X: Tensor, Y: Tensor, *, s: _Settings, s
         label = f"fit {optimizer} lr={lr:g}" if M == 1 else f"fit_ensemble x{M} {optimizer} lr={lr:g}"
         bar = tqdm(total=s.epochs, desc=s.desc or label, unit="epoch", leave=True)
 
+    X_checked = X
     try:
         init, _ = evaluate(0)
         for m in range(M):
@@ -712,12 +716,15 @@ def _train(members: _Single | _Stacked, X: Tensor, Y: Tensor, *, s: _Settings, s
             else:
                 xs, ys = X, Y
             batch_losses = []
-            for i in range(0, n, bs):
-                opt.zero_grad(set_to_none=True)
-                per_member = _member_losses(loss, members.forward(xs[:, i:i + bs]), ys[:, i:i + bs])
-                (per_member.sum() if M == 1 else (per_member * mask).sum()).backward()
-                opt.step()
-                batch_losses.append(per_member.detach())
+            # The full-data forward of evaluate(0) checked the first data's coordinates, so its steps
+            # need not read them again (a device sync per step); resampled data are checked per step.
+            with coords_validated() if s.full_eval and X is X_checked else contextlib.nullcontext():
+                for i in range(0, n, bs):
+                    opt.zero_grad(set_to_none=True)
+                    per_member = _member_losses(loss, members.forward(xs[:, i:i + bs]), ys[:, i:i + bs])
+                    (per_member.sum() if M == 1 else (per_member * mask).sum()).backward()
+                    opt.step()
+                    batch_losses.append(per_member.detach())
             sizes = torch.full((len(batch_losses),), float(bs), dtype=torch.float64, device=dev)
             sizes[-1] = n - bs * (len(batch_losses) - 1)
             running = (sizes @ torch.stack(batch_losses).double() / n).tolist()
