@@ -42,8 +42,8 @@ __all__ = [
 
 def relative_error(a: Tensor | np.ndarray, b: Tensor | np.ndarray) -> float:
     """Frobenius ``||a - b|| / ||b||`` in float64 (``||a||`` when ``b`` is zero)."""
-    a = torch.as_tensor(a).detach().to(torch.float64).cpu()
-    b = torch.as_tensor(b).detach().to(torch.float64).cpu()
+    a = torch.as_tensor(a).detach().to(torch.float64)
+    b = torch.as_tensor(b).detach().to(device=a.device, dtype=torch.float64)   # on a's device: no host copy
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
     nb = float(torch.linalg.vector_norm(b))

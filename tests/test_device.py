@@ -36,8 +36,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 DEVICE = torch.device(os.environ.get("INRLIB_TEST_DEVICE", "meta"))
 REAL = DEVICE.type != "meta"
-if DEVICE.type == "cuda" and not torch.cuda.is_available():   # pragma: no cover - a misconfigured run
-    raise RuntimeError("INRLIB_TEST_DEVICE=cuda but torch sees no CUDA device")
+if DEVICE.type == "cuda":                                    # pragma: no cover - a GPU run
+    if not torch.cuda.is_available():
+        raise RuntimeError("INRLIB_TEST_DEVICE=cuda but torch sees no CUDA device")
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # cuBLAS's condition for repeatable GEMMs
 real_only = pytest.mark.skipif(not REAL, reason="reads values: runs on a real device (INRLIB_TEST_DEVICE=cuda)")
 
 ENCODINGS = {
@@ -225,6 +227,26 @@ def test_value_reading_entry_points_match_the_cpu_on_a_real_device():
     pts, labels = occupancy_samples(sphere, 200, cache=False)
     wn = winding_number(sphere, pts.to(DEVICE))
     np.testing.assert_array_equal(wn > 0.5, labels.numpy().reshape(-1) > 0.5)
+
+
+@real_only
+def test_deterministic_mode_repeats_kernels_and_training_bit_for_bit():
+    """Under ``torch.use_deterministic_algorithms(True)`` every operation the engine and the training
+    loop use has a deterministic implementation (torch 2.13's list: ``scatter_add_``, ``index_put_``
+    with accumulation, ``gather``'s backward); without it the grid's backward and Gram accumulate with
+    atomics and the last bits can change from run to run."""
+    torch.use_deterministic_algorithms(True)
+    try:
+        runs = []
+        for _ in range(2):
+            model = make("multigrid").to(DEVICE)
+            x, y = points(200, 2).to(DEVICE), points(200, 1, seed=12).to(DEVICE)
+            K = ntk.empirical_ntk(model, x, groups=True)["total"]
+            fit(model, x, y, epochs=2, lr=0.5, batch_size=32, progress=False)
+            runs.append((K.cpu(), torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu()))
+        assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+    finally:
+        torch.use_deterministic_algorithms(False)
 
 
 @real_only

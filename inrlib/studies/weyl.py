@@ -37,7 +37,7 @@ __all__ = [
 
 
 def weyl_chains(K_total: Tensor, K_mlp: Tensor, K_grid: Tensor, K_base: Tensor, *,
-                percentiles: Sequence[float] = (50, 10)) -> dict[str, Any]:
+                percentiles: Sequence[float] = (50, 10), base_spectrum: np.ndarray | None = None) -> dict[str, Any]:
     r"""Both readings of Theorem 1 on one set of kernels.
 
     Args:
@@ -60,9 +60,14 @@ def weyl_chains(K_total: Tensor, K_mlp: Tensor, K_grid: Tensor, K_base: Tensor, 
     eigenvalues enter the inequality: a violation smaller than that is indistinguishable from rounding.
     Ratios ``lambda_i(K_total) / lambda_i(K_base)`` are taken only where both are above their floors
     ("resolved"). Returns flat numbers (for tables and JSON) and, under ``"spectra"``, the four
-    spectra and the floors (for plots).
+    spectra and the floors (for plots). ``base_spectrum``: ``spectrum(K_base)`` when the caller has it
+    already (a baseline shared by several configs is decomposed once). The eigenvalues are computed
+    on the kernels' device.
     """
-    ev_t, ev_m, ev_g, ev_b = (spectrum(K) for K in (K_total, K_mlp, K_grid, K_base))
+    ev_t, ev_m, ev_g = (spectrum(K) for K in (K_total, K_mlp, K_grid))
+    ev_b = spectrum(K_base) if base_spectrum is None else np.asarray(base_spectrum, dtype=np.float64)
+    if ev_b.shape != ev_t.shape:
+        raise ValueError(f"base_spectrum has shape {ev_b.shape}, the kernels are {ev_t.size} x {ev_t.size}")
     n = ev_t.size
     floor_t = rounding_floor(K_total, ev_t)
     floor_m = rounding_floor(K_mlp, ev_m)
@@ -261,12 +266,15 @@ def weyl_study(configs: Sequence[Mapping[str, Any]], image: tuple, stages: Mappi
     wanted = sorted(set(stage_epochs.values()))
     X, Y = coords.to(device), targets.to(device)
 
+    # The kernels stay on the device: their spectra are computed there too (no N x N copy to the host).
     def mpe_kernels(m):
         K = empirical_ntk(m, x_ntk.to(device), groups=True)
-        return {k: K[k].detach().cpu() for k in ("total", "mlp", "grid")}
+        return {k: K[k].detach() for k in ("total", "mlp", "grid")}
 
     def base_kernel(m):
-        return {"total": empirical_ntk(m, x_ntk.to(device)).detach().cpu()}
+        return {"total": empirical_ntk(m, x_ntk.to(device)).detach()}
+
+    base_spectra: dict[tuple[str, int], np.ndarray] = {}
 
     for name, config in (progress(it) if progress else it):
         settings = dict(train or {})
@@ -286,7 +294,10 @@ def weyl_study(configs: Sequence[Mapping[str, Any]], image: tuple, stages: Mappi
                 "params_grid": model.count_parameters()["encoding"], "params_mlp": model.count_parameters()["mlp"]}
         for stage, epoch in stage_epochs.items():
             K = k_mpe[epoch]
-            res = weyl_chains(K["total"], K["mlp"], K["grid"], k_base[epoch]["total"])
+            if (key, epoch) not in base_spectra:
+                base_spectra[key, epoch] = spectrum(k_base[epoch]["total"])
+            res = weyl_chains(K["total"], K["mlp"], K["grid"], k_base[epoch]["total"],
+                              base_spectrum=base_spectra[key, epoch])
             spectra[(name, stage)] = res.pop("spectra")
             rows.append({"config": name, "stage": stage, "epoch": epoch, **desc,
                          "psnr_mpe": _psnr_at(h_mpe, epoch), "psnr_base": _psnr_at(h_base, epoch), **res})
