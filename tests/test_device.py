@@ -9,7 +9,8 @@ Three layers, so that a CPU-only machine checks what it can and a GPU checks the
    activation, the NTK engine and its references, operator products, kernel regression, the kernel
    terms) run there end to end. On a real device (``INRLIB_TEST_DEVICE=cuda``) every entry point
    runs for real, its results must equal the CPU's in float64, and the hot paths run under
-   ``torch.cuda.set_sync_debug_mode("error")``.
+   ``torch.cuda.set_sync_debug_mode("error")``. Without a real device the tests that read values
+   (spectra, training, metrics, loaders, deterministic mode) run on the CPU, so that they keep working.
 2. **Host reads, counted on the CPU.** :class:`HostReads` counts the operations that make a GPU
    wait for its results: ``aten._local_scalar_dense`` (behind every ``.item()``, ``float(t)``,
    ``bool(t)``, ``int(t)``) and the operations whose output size depends on the data (``nonzero``,
@@ -40,7 +41,8 @@ if DEVICE.type == "cuda":                                    # pragma: no cover 
     if not torch.cuda.is_available():
         raise RuntimeError("INRLIB_TEST_DEVICE=cuda but torch sees no CUDA device")
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # cuBLAS's condition for repeatable GEMMs
-real_only = pytest.mark.skipif(not REAL, reason="reads values: runs on a real device (INRLIB_TEST_DEVICE=cuda)")
+#: Where the tests that read values run: the real device, else the CPU (they run, and stay working, everywhere).
+VALUES = DEVICE if REAL else torch.device("cpu")
 
 ENCODINGS = {
     "identity": {"type": "identity", "dim": 2},
@@ -61,10 +63,10 @@ def points(n: int, dim: int, seed: int = 1) -> torch.Tensor:
     return torch.rand(n, dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def on_device(t: torch.Tensor, ref: torch.Tensor | None = None, tol: float = 1e-10) -> None:
-    """``t`` lives on DEVICE and, on a real device, equals the CPU result ``ref``."""
-    assert t.device.type == DEVICE.type, f"result on {t.device}, expected {DEVICE}"
-    if REAL and ref is not None:
+def on_device(t: torch.Tensor, ref: torch.Tensor | None = None, tol: float = 1e-10, device=DEVICE) -> None:
+    """``t`` lives on ``device`` and, on a real device, equals the CPU result ``ref``."""
+    assert t.device.type == device.type, f"result on {t.device}, expected {device}"
+    if device.type != "meta" and ref is not None:
         torch.testing.assert_close(t.cpu(), ref, rtol=tol, atol=tol * max(1.0, float(ref.abs().max())))
 
 
@@ -186,9 +188,9 @@ def test_coordinate_checks_keep_their_shape_rules_without_values():
         check_coords(torch.empty(5, 2, device="meta", dtype=torch.int64), 2)
 
 
-@real_only
 def test_value_reading_entry_points_match_the_cpu_on_a_real_device():
-    """Spectra, Lanczos, interlacing bounds, Weyl, training, the metrics and the data loaders."""
+    """Spectra, Lanczos, interlacing bounds, Weyl, training, the metrics and the data loaders (on the CPU
+    when no real device is named: there they check that these tests themselves work)."""
     from inrlib.data import load_image, occupancy_samples
     from inrlib.data.meshes import winding_number
     import trimesh
@@ -196,40 +198,40 @@ def test_value_reading_entry_points_match_the_cpu_on_a_real_device():
     model = make("multigrid")
     x = points(64, 2)
     K = ntk.empirical_ntk(model, x)
-    Kd = K.to(DEVICE)
+    Kd = K.to(VALUES)
     np.testing.assert_allclose(ntk.spectrum(Kd), ntk.spectrum(K), rtol=1e-9, atol=1e-12 * float(K.norm()))
-    w = ntk.weyl_check(Kd, ntk.empirical_ntk(model.to(DEVICE), x.to(DEVICE), groups=True)["grid"])
+    w = ntk.weyl_check(Kd, ntk.empirical_ntk(model.to(VALUES), x.to(VALUES), groups=True)["grid"])
     assert w["lambda_sum"].shape == (64,)
-    op = ntk.NTKOperator(model.to(DEVICE), x.to(DEVICE))
+    op = ntk.NTKOperator(model.to(VALUES), x.to(VALUES))
     top = ntk.extreme_eigenvalues(op, k=2, which="largest")["largest"]
     np.testing.assert_allclose(top, ntk.spectrum(K)[:2], rtol=1e-6)
-    b = ntk.interlacing_bounds(model.to(DEVICE), x.to(DEVICE), k=2, size=32)
+    b = ntk.interlacing_bounds(model.to(VALUES), x.to(VALUES), k=2, size=32)
     assert b["indices"].shape == (32,)
 
     y = points(64, 3, seed=6)
-    cpu_model, dev_model = make("multigrid", seed=7), make("multigrid", seed=7).to(DEVICE)
+    cpu_model, dev_model = make("multigrid", seed=7), make("multigrid", seed=7).to(VALUES)
     h_cpu = fit(cpu_model, x, y[:, :1], epochs=3, lr=0.5, batch_size=16, progress=False)
-    h_dev = fit(dev_model, x.to(DEVICE), y[:, :1].to(DEVICE), epochs=3, lr=0.5, batch_size=16, progress=False)
+    h_dev = fit(dev_model, x.to(VALUES), y[:, :1].to(VALUES), epochs=3, lr=0.5, batch_size=16, progress=False)
     np.testing.assert_allclose(h_dev.loss, h_cpu.loss, rtol=1e-9)
-    hs = fit_ensemble([make("multigrid", seed=s).to(DEVICE) for s in (1, 2)], [x.to(DEVICE)] * 2,
-                      [y[:, :1].to(DEVICE)] * 2, epochs=2, lr=0.5, progress=False)
+    hs = fit_ensemble([make("multigrid", seed=s).to(VALUES) for s in (1, 2)], [x.to(VALUES)] * 2,
+                      [y[:, :1].to(VALUES)] * 2, epochs=2, lr=0.5, progress=False)
     assert len(hs) == 2
 
     img = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
     ref = img.clamp(0, 1) * 0.9
     for fn in (metrics.psnr, metrics.ms_ssim):
-        on_device(fn(img.to(DEVICE), ref.to(DEVICE)), fn(img, ref), tol=1e-9)
-    on_device(metrics.iou(img.to(DEVICE), ref.to(DEVICE)), metrics.iou(img, ref))
-    coords, values, _ = load_image("astronaut", 16, device=DEVICE)
-    assert coords.device.type == values.device.type == DEVICE.type
+        on_device(fn(img.to(VALUES), ref.to(VALUES)), fn(img, ref), tol=1e-9, device=VALUES)
+    labels = (ref > 0.45).double()
+    on_device(metrics.iou(img.to(VALUES), labels.to(VALUES)), metrics.iou(img, labels), device=VALUES)
+    coords, values, _ = load_image("astronaut", 16, device=VALUES)
+    assert coords.device.type == values.device.type == VALUES.type
     sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.3)
     sphere.apply_translation([0.5, 0.5, 0.5])
     pts, labels = occupancy_samples(sphere, 200, cache=False)
-    wn = winding_number(sphere, pts.to(DEVICE))
+    wn = winding_number(sphere, pts.to(VALUES))
     np.testing.assert_array_equal(wn > 0.5, labels.numpy().reshape(-1) > 0.5)
 
 
-@real_only
 def test_deterministic_mode_repeats_kernels_and_training_bit_for_bit():
     """Under ``torch.use_deterministic_algorithms(True)`` every operation the engine and the training
     loop use has a deterministic implementation (torch 2.13's list: ``scatter_add_``, ``index_put_``
@@ -239,8 +241,8 @@ def test_deterministic_mode_repeats_kernels_and_training_bit_for_bit():
     try:
         runs = []
         for _ in range(2):
-            model = make("multigrid").to(DEVICE)
-            x, y = points(200, 2).to(DEVICE), points(200, 1, seed=12).to(DEVICE)
+            model = make("multigrid").to(VALUES)
+            x, y = points(200, 2).to(VALUES), points(200, 1, seed=12).to(VALUES)
             K = ntk.empirical_ntk(model, x, groups=True)["total"]
             fit(model, x, y, epochs=2, lr=0.5, batch_size=32, progress=False)
             runs.append((K.cpu(), torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu()))
@@ -249,14 +251,13 @@ def test_deterministic_mode_repeats_kernels_and_training_bit_for_bit():
         torch.use_deterministic_algorithms(False)
 
 
-@real_only
 def test_hot_paths_do_not_synchronize_on_a_real_device():
-    if DEVICE.type != "cuda":
+    if VALUES.type != "cuda":
         pytest.skip("torch's sync debug mode is CUDA's")
-    model = make("multigrid").to(DEVICE)
-    x = points(256, 2).to(DEVICE)
+    model = make("multigrid").to(VALUES)
+    x = points(256, 2).to(VALUES)
     op = ntk.NTKOperator(model, x)
-    v = torch.rand(256, dtype=torch.float64, device=DEVICE)
+    v = torch.rand(256, dtype=torch.float64, device=VALUES)
     torch.cuda.set_sync_debug_mode("error")
     try:
         op.matvec(v)
