@@ -18,6 +18,7 @@ module and writes ``mutants/<module>.json`` (the counts and the surviving mutant
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -59,6 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tests", nargs="+", default=["tests"], help="pytest paths or node ids that should kill the mutants")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "mutants")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="keep mutmut's copy (and its state) in this folder: a stopped run resumes there, and a "
+                         "rerun re-tests only what changed (default: a temporary folder, removed)")
+    ap.add_argument("--timeout-multiplier", type=float, default=3.0,
+                    help="a mutant times out after (its tests' time + 1 s) x this x 2 CPU seconds (mutmut's default "
+                         "15 let each slow mutant of the training loop hold a worker for half an hour)")
+    ap.add_argument("--rerun-survivors", action="store_true",
+                    help="with --work: re-test only the mutants that survived the last run (after new tests)")
     args = ap.parse_args(argv)
     if args.report:
         print(report(args.out))
@@ -74,16 +83,24 @@ def main(argv: list[str] | None = None) -> int:
               "(`make mutants` does this)", file=sys.stderr)
         return 2
     mutmut = str(Path(sys.executable).parent / "mutmut")
-    with tempfile.TemporaryDirectory(prefix="inrlib-mutants-") as tmp:
-        work = Path(tmp)
-        for f in tracked_files():
+    if args.rerun_survivors and args.work is None:
+        ap.error("--rerun-survivors needs the --work folder of an earlier run")
+    with contextlib.ExitStack() as stack:
+        if args.work is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="inrlib-mutants-")))
+        else:
+            work = args.work.resolve()
+            work.mkdir(parents=True, exist_ok=True)
+        for f in tracked_files():        # refreshed each time: mutmut re-tests the functions that changed
             dst = work / f
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dst)
+            if not dst.exists() or dst.read_bytes() != (ROOT / f).read_bytes():
+                shutil.copy2(ROOT / f, dst)
         cfg = (work / "pyproject.toml").read_text()
         cfg += ("\n[tool.mutmut]\nsource_paths = [\"inrlib\"]\n"
                 f"only_mutate = {json.dumps(args.modules)}\n"
                 f"pytest_add_cli_args_test_selection = {json.dumps(args.tests)}\n"
+                f"timeout_multiplier = {args.timeout_multiplier}\n"
                 "pytest_add_cli_args = [\"-x\", \"-q\", \"-p\", \"no:cacheprovider\"]\n")
         (work / "pyproject.toml").write_text(cfg)
         # One thread per mutant: mutmut forks its workers from a process that has run torch, and an
@@ -94,8 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         name = "_".join(Path(m).stem for m in args.modules)
         log = args.out / f"{name}.log"
         started = time.monotonic()
+        names: list[str] = []
+        if args.rerun_survivors:
+            listed = subprocess.run([mutmut, "results"], cwd=work, env=env, capture_output=True, text=True).stdout
+            names = [line.split(":")[0].strip() for line in listed.splitlines() if line.strip().endswith("survived")]
+            if not names:
+                print("mutants: no survivors recorded in --work; nothing to re-test", file=sys.stderr)
+                return 2
         with open(log, "w") as fh:     # mutmut draws a progress line per mutant: keep it out of the terminal
-            proc = subprocess.run([mutmut, "run", "--max-children", str(args.workers)], cwd=work, env=env,
+            proc = subprocess.run([mutmut, "run", "--max-children", str(args.workers), *names], cwd=work, env=env,
                                   stdout=fh, stderr=subprocess.STDOUT)
         subprocess.run([mutmut, "export-cicd-stats"], cwd=work, env=env, capture_output=True)
         stats_path = work / "mutants" / "mutmut-cicd-stats.json"

@@ -272,3 +272,101 @@ def test_stacked_members_with_non_finite_parameters_stop_after_the_loop():
     hists = fit_ensemble(models, coords, targets, epochs=1, lr=1e25, full_eval=False, progress=False)
     assert hists[0].stopped is None
     assert hists[1].stopped == "diverged in epoch 1" and "the parameters (" in hists[1].message
+
+
+# ----------------------------------------------------------------------------- gaps found by mutation testing
+@pytest.mark.parametrize("full_eval", [True, False])
+def test_member_histories_say_what_fit_says(full_eval):
+    """Each member's History has fit's config (plus who it is in the ensemble), PSNR source and fields,
+    with resampling, an eval_fn and snapshots all on."""
+    models = members("mpe", 2)
+    alone = copy.deepcopy(models)
+    coords, targets = member_data(2)
+
+    def draw(m, epoch, gen):
+        c = torch.rand(37, 2, generator=gen, dtype=torch.float64)
+        return c, targets[m]
+
+    kw = dict(epochs=3, lr=0.5, batch_size=10, eval_fn=lambda model, e: 0.0, full_eval=full_eval,
+              callbacks=lambda model, e, h: e, snapshot_epochs="start,end", progress=False)
+    hists = fit_ensemble(models, coords, targets, resample=draw, seeds=[3, 4], **kw)
+    for m in range(2):
+        h = fit(alone[m], coords[m], targets[m], resample=lambda e, g: draw(m, e, g), seed=3 + m, **kw)
+        config = dict(hists[m].config)
+        assert config.pop("ensemble") == {"members": 2, "member": m}
+        assert config == h.config
+        assert config["n_samples"] == 37 and config["resample"] is True and config["dtype"] == "float64"
+        assert hists[m].psnr_source == h.psnr_source == ("full" if full_eval else "running")
+        assert hists[m].metrics == h.metrics and hists[m].snapshots == h.snapshots == {"callback": {0: 0, 3: 3}}
+        assert_same_run(models[m], hists[m], alone[m], h) if full_eval else None
+
+
+def test_ensemble_settings_are_checked_like_fits():
+    models = members("baseline", 2)
+    coords, targets = member_data(2)
+    for kw, message in ((dict(eval_fn=3), "eval_fn"), (dict(resample="no"), "resample")):
+        with pytest.raises(TypeError, match=message) as ens:
+            fit_ensemble(models, coords, targets, epochs=1, lr=0.1, progress=False, **kw)
+        with pytest.raises(TypeError) as alone:
+            fit(models[0], coords[0], targets[0], epochs=1, lr=0.1, progress=False, **kw)
+        assert str(ens.value) == str(alone.value)
+
+
+def test_members_of_different_sizes_are_refused_with_the_shapes():
+    models = members("baseline", 2)
+    coords, targets = member_data(2)
+    with pytest.raises(ValueError) as info:
+        fit_ensemble(models, [coords[0], coords[1][:30]], [targets[0], targets[1][:30]], epochs=1, lr=0.1,
+                     progress=False)
+    assert str(info.value) == ("ensemble members need data of the same shape: got coords [(30, 2), (37, 2)] and "
+                               "targets [(30, 1), (37, 1)]; subsample to a common N")
+    for bad_targets in ([targets[0], targets[1].repeat(1, 2)],):
+        with pytest.raises(ValueError, match="ensemble members need data of the same shape|wrong number of outputs"):
+            fit_ensemble(models, coords, bad_targets, epochs=1, lr=0.1, progress=False)
+
+
+def test_a_failing_eval_fn_names_the_member_and_keeps_its_history():
+    models = members("baseline", 3)
+    coords, targets = member_data(3)
+
+    def metric(model, epoch):
+        if model is models[2] and epoch == 1:
+            raise ValueError("broken")
+        return 0.0
+
+    with pytest.raises(CallbackError) as info:
+        fit_ensemble(models, coords, targets, epochs=2, lr=0.1, eval_fn=metric, progress=False)
+    err = info.value
+    assert str(err) == "eval_fn raised at epoch 1 (ensemble member 2): ValueError: broken"
+    assert (err.name, err.epoch, err.member) == ("eval_fn", 1, 2)
+    assert err.history.config["ensemble"]["member"] == 2 and err.history.epochs == []
+
+
+def test_architecture_refusals_word_for_word():
+    models = members("baseline", 2)
+    coords, targets = member_data(2)
+    kw = dict(epochs=1, lr=0.1, progress=False)
+    with pytest.raises(ValueError) as info:
+        fit_ensemble([models[0], torch.nn.Linear(2, 1).double()], coords, targets, **kw)
+    assert str(info.value) == (f"models[1] is a Linear, models[0] a {type(models[0]).__name__}: ensemble members "
+                               "must share one architecture")
+    other = members("baseline", 2)
+    other[1].register_buffer("extra", torch.zeros(2))
+    with pytest.raises(ValueError) as info:
+        fit_ensemble(other, coords, targets, **kw)
+    assert str(info.value) == ("models[1] differs from models[0] in ('buffer', 'extra', (2,), torch.float32, "
+                               "device(type='cpu')) (vs None): ensemble members must have the same parameters and "
+                               "buffers (names, shapes, dtypes, devices)")
+
+
+def test_the_ensemble_progress_bar_names_the_ensemble(capsys):
+    models = members("baseline", 2)
+    coords, targets = member_data(2)
+    fit_ensemble(models, coords, targets, epochs=2, lr=0.25, progress=True)
+    err = capsys.readouterr().err
+    assert "fit_ensemble x2 sgd lr=0.25" in err and "2/2" in err and "live=2/2" in err
+    fit_ensemble(models, coords, targets, epochs=1, lr=0.25, progress=True, desc="photos")
+    err = capsys.readouterr().err
+    assert "photos" in err and "fit_ensemble" not in err
+    fit(models[0], coords[0], targets[0], epochs=1, lr=0.25, progress=True)
+    assert "fit sgd lr=0.25" in capsys.readouterr().err

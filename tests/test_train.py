@@ -742,3 +742,151 @@ def test_iou_of_an_empty_prediction_of_an_empty_shape_is_one_and_shows_in_the_ba
     assert "empty" in err and "iou=1.000" in err
     h = fit(mlp(width=4), torch.rand(30, 2), torch.rand(30, 1), epochs=1, lr=0.1, data_range=None, progress=False)
     assert h.psnr == [] and h.psnr_source is None and h.config["data_range"] is None
+
+
+# ----------------------------------------------------------------------------- gaps found by mutation testing
+def test_evaluation_in_chunks_gives_the_loss_and_iou_of_one_pass():
+    """The full-data loss, PSNR and IoU are sums over evaluation chunks: a 7-sample chunk must agree
+    with one pass over all samples (and with an independent computation)."""
+    x, y = disk(61)
+    for loss in ("mse", "bce"):
+        runs = []
+        for chunk in (7, 65536):
+            model = mlp(seed=3, sigmoid=True, dtype=torch.float64)
+            h = fit(model, x.double(), y.double(), epochs=2, lr=0.5, batch_size=16, loss=loss, eval_batch_size=chunk,
+                    progress=False)
+            runs.append(h)
+            with torch.no_grad():
+                out = model(x.double())
+            want = float(((out - y.double()) ** 2).mean()) if loss == "mse" else float(
+                torch.nn.functional.binary_cross_entropy(out.clamp(1e-7, 1 - 1e-7), y.double()))
+            assert h.full_loss[-1] == pytest.approx(want, rel=1e-12)
+            if loss == "bce":
+                assert h.iou[-1] == pytest.approx(float(iou(out, y.double())), abs=1e-15)
+        assert runs[0].full_loss == pytest.approx(runs[1].full_loss, rel=1e-12)
+        assert runs[0].iou == runs[1].iou and runs[0].psnr == pytest.approx(runs[1].psnr, rel=1e-12)
+
+
+def test_an_output_of_exactly_one_half_counts_as_inside():
+    """IoU thresholds probabilities at >= 0.5 (logits at >= 0): a model that outputs exactly 0.5 covers everything."""
+    x, y = disk(50)
+    for loss, out_layer in (("bce", [nn.Sigmoid()]), ("bce_logits", [])):
+        zero = nn.Linear(2, 1)
+        nn.init.zeros_(zero.weight), nn.init.zeros_(zero.bias)
+        model = nn.Sequential(zero, *out_layer)
+        h = fit(model, x, torch.ones_like(y), epochs=1, lr=1e-12, loss=loss, progress=False)
+        assert h.initial["iou"] == 1.0
+
+
+def test_bce_clamps_probabilities_of_zero_and_one():
+    """loss='bce' clamps to [BCE_EPS, 1 - BCE_EPS]: a certain, wrong prediction costs -log(BCE_EPS), not
+    torch's -100 cap or infinity."""
+    from inrlib.train import BCE_EPS
+
+    class Constant(nn.Module):
+        def __init__(self, value):
+            super().__init__()
+            self.value, self.p = value, nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+        def forward(self, x):
+            return torch.full((x.shape[0], 1), self.value, dtype=x.dtype) + 0 * self.p
+
+    x = torch.rand(8, 2, dtype=torch.float64)
+    for value, label in ((0.0, 1.0), (1.0, 0.0)):
+        h = fit(Constant(value), x, torch.full((8, 1), label, dtype=torch.float64), epochs=1, lr=0.1, loss="bce",
+                progress=False)
+        assert h.initial["loss"] == pytest.approx(-math.log(BCE_EPS), rel=1e-6)
+
+
+def test_mse_on_zero_one_targets_reports_psnr_not_iou():
+    x, y = disk(40)
+    h = fit(mlp(), x, y, epochs=1, lr=0.1, progress=False)
+    assert h.iou == [] and "iou" not in h.initial and len(h.psnr) == 1
+
+
+def test_a_failing_eval_fn_is_named_and_keeps_the_history(photo):
+    coords, targets = photo
+
+    def metric(model, epoch):
+        if epoch == 2:
+            raise ZeroDivisionError("bad metric")
+        return 1.0
+
+    with pytest.raises(CallbackError) as info:
+        fit(mlp(), coords, targets, epochs=3, lr=0.1, eval_fn=metric, progress=False)
+    err = info.value
+    assert str(err) == "eval_fn raised at epoch 2: ZeroDivisionError: bad metric"
+    assert (err.name, err.epoch, err.member) == ("eval_fn", 2, None)
+    assert err.history.epochs == [1] and err.history.metrics["eval"] == [1.0]
+    assert isinstance(err.__cause__, ZeroDivisionError)
+
+
+def test_a_failing_callback_says_what_raised_where(photo):
+    coords, targets = photo
+
+    def boom(model, epoch, history):
+        if epoch == 1:
+            raise KeyError("gone")
+
+    with pytest.raises(CallbackError) as info:
+        fit(mlp(), coords, targets, epochs=2, lr=0.1, callbacks={"boom": boom}, snapshot_epochs="all", progress=False)
+    err = info.value
+    assert str(err) == "callback 'boom' raised at epoch 1: KeyError: 'gone'"
+    assert (err.name, err.epoch, err.member) == ("boom", 1, None)
+
+
+def test_snapshot_timings_are_recorded_per_call(photo):
+    coords, targets = photo
+
+    def slow(model, epoch, history):
+        import time
+        time.sleep(0.02)
+
+    h = fit(mlp(), coords, targets, epochs=2, lr=0.1, callbacks={"slow": slow}, snapshot_epochs="all", progress=False)
+    assert sorted(h.snapshot_seconds["slow"]) == [0, 1, 2]
+    assert all(0.02 <= s < 5.0 for s in h.snapshot_seconds["slow"].values())
+    assert all(0.0 <= s < 60.0 for s in h.eval_seconds) and len(h.eval_seconds) == 2
+
+
+def test_history_summary_uses_the_last_entries_and_json_restores_integer_epochs():
+    h = History(config={"optimizer": "sgd", "lr": 1, "loss": "mse"}, epochs=[1, 2, 3], loss=[3.0, 2.0, 1.0],
+                psnr=[10.0, 30.0, 20.0], iou=[0.1, 0.2, 0.3], snapshots={"a": {0: "x", 3: "y"}},
+                snapshot_seconds={"a": {0: 0.5, 3: 0.25}})
+    text = repr(h)
+    assert "last loss 1," in text and "last PSNR 20.00 dB (best 30.00)" in text and "last IoU 0.3000" in text
+    back = History.from_dict(json.loads(json.dumps(h.to_dict())))
+    assert back.snapshots == {"a": {0: "x", 3: "y"}} and back.snapshot_seconds == {"a": {0: 0.5, 3: 0.25}}
+
+
+def test_epoch_helpers_name_their_argument_and_round_the_middle_down():
+    assert resolve_epochs("middle", 5) == [2] and type(resolve_epochs("middle", 5)[0]) is int
+    assert start_middle_end(5) == [0, 2, 5]
+    for fn in (start_middle_end, lambda e: resolve_epochs("start", e)):
+        with pytest.raises(ValueError, match="^epochs must be >= 1, got 0$"):
+            fn(0)
+
+
+def test_progress_flags_decide_even_where_a_person_is_watching(monkeypatch):
+    """The explicit INRLIB_PROGRESS words win over the terminal/kernel rule; CI alone turns it off."""
+    import sys
+
+    from inrlib.train import _resolve_progress
+    monkeypatch.setitem(sys.modules, "inrlib.book", None)
+    monkeypatch.setitem(sys.modules, "ipykernel", object())        # a kernel is watching: the fallback says True
+    monkeypatch.delenv("CI", raising=False)
+    for flag in ("0", "false", "no", "off"):
+        monkeypatch.setenv("INRLIB_PROGRESS", flag)
+        assert _resolve_progress(None) is False, flag
+    monkeypatch.delenv("INRLIB_PROGRESS")
+    assert _resolve_progress(None) is True                         # unset, no CI: the kernel decides
+    monkeypatch.setenv("CI", "true")
+    assert _resolve_progress(None) is False                        # unset, in CI: off
+    monkeypatch.delitem(sys.modules, "ipykernel")
+    monkeypatch.delenv("CI")
+
+    class NoTty:
+        def write(self, s):
+            pass
+
+    monkeypatch.setattr(sys, "stderr", NoTty())                    # no isatty: not a terminal
+    assert _resolve_progress(None) is False
