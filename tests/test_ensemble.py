@@ -357,6 +357,12 @@ def test_architecture_refusals_word_for_word():
     assert str(info.value) == ("models[1] differs from models[0] in ('buffer', 'extra', (2,), torch.float32, "
                                "device(type='cpu')) (vs None): ensemble members must have the same parameters and "
                                "buffers (names, shapes, dtypes, devices)")
+    other = members("baseline", 2)
+    other[1].extra = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    with pytest.raises(ValueError) as info:
+        fit_ensemble(other, coords, targets, **kw)
+    assert str(info.value).startswith("models[1] differs from models[0] in ('param', 'extra', (2,), torch.float64, "
+                                      "device(type='cpu'), True) (vs ")
 
 
 def test_the_ensemble_progress_bar_names_the_ensemble(capsys):

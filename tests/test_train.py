@@ -890,3 +890,47 @@ def test_progress_flags_decide_even_where_a_person_is_watching(monkeypatch):
 
     monkeypatch.setattr(sys, "stderr", NoTty())                    # no isatty: not a terminal
     assert _resolve_progress(None) is False
+
+
+def test_divergence_messages_word_for_word(photo):
+    """What a diverged run says, for a mini-batch run, a full batch of exactly N and an untrained model."""
+    coords, targets = photo
+    # a full batch's running loss is the loss before its one step (finite): the evaluation after it sees the blow-up
+    for batch_size, text, what in ((256, "batch_size=256", "the training loss"),
+                                   (1024, "full batch", "the loss over all samples")):
+        with pytest.raises(TrainingDiverged) as info:
+            fit(mlp(), coords, targets, epochs=30, lr=1e12, batch_size=batch_size, progress=False)
+        err = info.value
+        done = err.epoch - 1
+        assert str(err) == (
+            f"training diverged: {what} became {err.loss_value} in epoch {err.epoch} (lr=1e+12, "
+            f"optimizer='sgd', loss='mse' (mean over samples and outputs), {text}). The steps are too large: "
+            f"lower the learning rate (try lr=1e+11). err.history holds the {done} completed epoch(s); the "
+            "model's parameters are now non-finite, so rebuild it before retrying.")
+        assert err.history.message == str(err)
+    model = mlp()
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    with pytest.raises(TrainingDiverged) as info:
+        fit(model, coords, targets, epochs=2, lr=0.1, progress=False)
+    assert str(info.value) == (
+        "training diverged: the loss over all samples became nan before training (lr=0.1, optimizer='sgd', "
+        "loss='mse' (mean over samples and outputs), full batch). The untrained model already gives non-finite "
+        "outputs: check its initialization and the inputs.")
+
+
+@pytest.mark.parametrize("full_eval", [True, False])
+def test_coordinates_outside_the_domain_are_refused_before_any_step(full_eval):
+    """fit checks the data once, in its first full-data pass (without one, at every step, so the batch that holds
+    the bad rows raises), and then trains
+    with the check's value reads off (inrlib.encodings.coords_validated): the check itself must still happen."""
+    from inrlib.models import CoordinateMLP
+    torch.manual_seed(0)
+    model = CoordinateMLP({"type": "multigrid", "dim": 2, "resolutions": [4], "features": 2}, [8])
+    before = params_of(model)
+    x = torch.rand(300, 2)
+    x[280:] *= 1.5                   # past the 256 samples fit's output-shape probe runs the model on
+    with pytest.raises(ValueError, match=r"expects coordinates in \[0, 1\]\^2, got values in \[0\.\d+, 1\.\d+\]"):
+        fit(model, x, torch.rand(300, 1), epochs=2, lr=0.1, batch_size=8, full_eval=full_eval, progress=False)
+    if full_eval:                    # the first full-data pass comes before any step
+        assert same_params(before, params_of(model))
