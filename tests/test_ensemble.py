@@ -374,5 +374,7 @@ def test_the_ensemble_progress_bar_names_the_ensemble(capsys):
     fit_ensemble(models, coords, targets, epochs=1, lr=0.25, progress=True, desc="photos")
     err = capsys.readouterr().err
     assert "photos" in err and "fit_ensemble" not in err
-    fit(models[0], coords[0], targets[0], epochs=1, lr=0.25, progress=True)
-    assert "fit sgd lr=0.25" in capsys.readouterr().err
+    h = fit(models[0], coords[0], targets[0], epochs=1, lr=0.25, progress=True)
+    err = capsys.readouterr().err
+    assert "fit sgd lr=0.25" in err and "1/1" in err and "epoch" in err
+    assert f"loss={h.loss[-1]:.3g}" in err and f"psnr={h.psnr[-1]:.2f}" in err

@@ -934,3 +934,109 @@ def test_coordinates_outside_the_domain_are_refused_before_any_step(full_eval):
         fit(model, x, torch.rand(300, 1), epochs=2, lr=0.1, batch_size=8, full_eval=full_eval, progress=False)
     if full_eval:                    # the first full-data pass comes before any step
         assert same_params(before, params_of(model))
+
+
+def test_history_config_lists_every_setting():
+    x, y = disk(30)
+    h = fit(mlp(dtype=torch.float64), x, y, epochs=2, lr=0.5, batch_size=7, optimizer="sgd", shuffle=False,
+            optimizer_kwargs={"momentum": 0.5}, data_range=2.0, full_eval=False, snapshot_epochs="start,end",
+            callbacks=lambda model, e, hist: None, progress=False)
+    assert h.config == {"lr": 0.5, "optimizer": "sgd", "optimizer_kwargs": {"momentum": 0.5}, "loss": "mse",
+                        "loss_reduction": "mean", "epochs": 2, "batch_size": 7, "n_samples": 30, "seed": 0,
+                        "shuffle": False, "device": "cpu", "dtype": "float64", "data_range": 2.0,
+                        "full_eval": False, "resample": False, "snapshot_epochs": [0, 2]}
+
+
+def test_the_default_seed_is_zero(photo):
+    coords, targets = photo
+    a = fit(mlp(), coords, targets, epochs=2, lr=0.1, batch_size=100, progress=False)
+    b = fit(mlp(), coords, targets, epochs=2, lr=0.1, batch_size=100, seed=0, progress=False)
+    c = fit(mlp(), coords, targets, epochs=2, lr=0.1, batch_size=100, seed=1, progress=False)
+    assert a.loss == b.loss and a.loss != c.loss
+
+
+def test_the_running_loss_weights_each_batch_by_its_size():
+    """With steps too small to move a float64 parameter (lr = 1e-300) every batch sees the initial model, so the
+    epoch's size-weighted running loss is the initial full-data loss; batches of 7 leave a last one of 2."""
+    x, y = disk(30)
+    x, y = x.double(), y.double() + torch.linspace(0, 1, 30, dtype=torch.float64)[:, None]
+    h = fit(mlp(dtype=torch.float64), x, y, epochs=2, lr=1e-300, batch_size=7, progress=False)
+    assert h.loss[0] == pytest.approx(h.initial["loss"], rel=1e-14)
+
+    # epoch 2 brings 50 new samples, still one full batch (batch_size=None)
+    g = torch.Generator().manual_seed(0)
+    drawn = torch.rand(50, 2, generator=g, dtype=torch.float64), torch.rand(50, 1, generator=g, dtype=torch.float64)
+    model = mlp(dtype=torch.float64)
+    with torch.no_grad():
+        want = float(((model(drawn[0]) - drawn[1]) ** 2).mean())
+    h = fit(model, x, y, epochs=2, lr=1e-300, progress=False, resample=lambda e, gen: drawn)
+    assert h.config["n_samples"] == 30 and h.loss[1] == pytest.approx(want, rel=1e-14)
+    assert h.full_loss[1] == pytest.approx(want, rel=1e-14)
+
+
+def test_steps_run_in_train_mode_and_evaluations_in_eval_mode():
+    class Recorder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.modes = nn.Linear(2, 1), []
+
+        def forward(self, x):
+            self.modes.append(self.training)
+            return self.lin(x)
+
+    x, y = disk(20)
+    for start in (True, False):
+        model = Recorder().train(start)
+        fit(model, x, y, epochs=2, lr=0.1, batch_size=10, progress=False, callbacks=lambda m, e, h: m.training,
+            snapshot_epochs="all")
+        # the output-shape probe (eval), evaluation 0, then per epoch: two steps (train) and one evaluation (eval)
+        assert model.modes == [False, False, True, True, False, True, True, False]
+        assert model.training is start
+
+
+def test_model_and_target_shapes_that_cannot_pair_up_are_refused():
+    class Flat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 1)
+
+        def forward(self, x):
+            return self.lin(x)[:, 0]                  # (N,)
+
+    x = torch.rand(20, 2)
+    with pytest.raises(ValueError, match=r"output for 20 samples has shape \(20,\), but the targets give \(20, 3\)"):
+        fit(Flat(), x, torch.rand(20, 3), epochs=1, lr=0.1, progress=False)
+    twice = nn.Sequential(nn.Linear(2, 1), nn.Sigmoid())
+    with torch.no_grad():
+        twice[0].weight.fill_(0.0), twice[0].bias.fill_(2.0)     # sigmoid(2) = 0.88; doubled, 1.76: no probability
+
+    class Times(nn.Module):
+        def __init__(self, inner, k):
+            super().__init__()
+            self.inner, self.k = inner, k
+
+        def forward(self, x):
+            return self.k * self.inner(x)
+
+    with pytest.raises(ValueError, match=r"loss='bce' expects probabilities but the model output values in \[1\.76"):
+        fit(Times(twice, 2.0), x, torch.ones(20, 1), epochs=1, lr=0.1, loss="bce", progress=False)
+    with pytest.raises(ValueError, match=r"^loss='bce' needs targets in \[0, 1\]"):
+        fit(twice, x, torch.full((20, 1), 2.0), epochs=1, lr=0.1, loss="bce", progress=False)
+
+
+def test_a_data_range_below_one_is_a_valid_peak():
+    x, y = disk(20)
+    h = fit(mlp(dtype=torch.float64), x, y * 0.5, epochs=1, lr=0.1, data_range=0.5, progress=False)
+    assert h.config["data_range"] == 0.5
+    assert h.psnr[0] == pytest.approx(10 * math.log10(0.25 / h.full_loss[0]), rel=1e-12)
+
+
+def test_an_interrupt_hands_back_every_history(photo):
+    coords, targets = photo
+
+    def stop(model, epoch, history):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        fit(mlp(), coords, targets, epochs=3, lr=0.1, callbacks={"stop": stop}, progress=False)
+    assert info.value.histories == [info.value.history]
