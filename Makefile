@@ -106,11 +106,13 @@ test: venv vendor chromium
 
 MODULE ?=
 TESTS  ?= tests
+# e.g. MUTANTS_ARGS="--work _build/mutwork/train --workers 2": a resumable run; add --rerun-survivors after new tests
+MUTANTS_ARGS ?=
 mutants: venv
 	@if [ -z "$(MODULE)" ]; then echo 'usage: make mutants MODULE=inrlib/spectra.py [TESTS="tests/test_claims.py"]; scores so far:' >&2; \
 	  $(PY) scripts/mutants.py --report; exit 0; fi
 	@test -x $(VENV)/bin/mutmut || $(PY) -m pip install -q 'mutmut==3.8.1' -c constraints.txt
-	$(PY) scripts/mutants.py $(MODULE) --tests $(TESTS)
+	$(PY) scripts/mutants.py $(MODULE) --tests $(TESTS) $(MUTANTS_ARGS)
 
 bench: venv
 	@set -e; for b in benchmarks/*_bench.py; do echo "== $$b"; $(PY) $$b $(BENCH_ARGS); done
