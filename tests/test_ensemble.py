@@ -378,3 +378,22 @@ def test_the_ensemble_progress_bar_names_the_ensemble(capsys):
     err = capsys.readouterr().err
     assert "fit sgd lr=0.25" in err and "1/1" in err and "epoch" in err
     assert f"loss={h.loss[-1]:.3g}" in err and f"psnr={h.psnr[-1]:.2f}" in err
+
+
+def test_a_stopped_first_member_leaves_the_others_complete():
+    """Members after a stopped one are still evaluated, called back and trained (a loop that broke off at
+    the first stopped member would leave them half recorded)."""
+    models = members("ffe", 3)
+    alone = copy.deepcopy(models)
+    coords, targets = member_data(3)
+    targets[0] = targets[0] * 1e150
+    calls = []
+    hists = fit_ensemble(models, coords, targets, epochs=3, lr=0.1, batch_size=10, snapshot_epochs="all",
+                         callbacks=lambda model, e, h: calls.append((h.config["ensemble"]["member"], e)),
+                         eval_fn=lambda model, e: 1.0, progress=False)
+    assert hists[0].stopped == "diverged in epoch 1"
+    for m in (1, 2):
+        h = fit(alone[m], coords[m], targets[m], epochs=3, lr=0.1, batch_size=10, seed=m, progress=False)
+        assert hists[m].stopped is None and hists[m].epochs == [1, 2, 3] and hists[m].metrics["eval"] == [1.0] * 3
+        assert hists[m].loss == pytest.approx(h.loss, rel=1e-10)
+        assert [e for k, e in calls if k == m] == [0, 1, 2, 3]

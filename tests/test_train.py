@@ -748,12 +748,20 @@ def test_iou_of_an_empty_prediction_of_an_empty_shape_is_one_and_shows_in_the_ba
 def test_evaluation_in_chunks_gives_the_loss_and_iou_of_one_pass():
     """The full-data loss, PSNR and IoU are sums over evaluation chunks: a 7-sample chunk must agree
     with one pass over all samples (and with an independent computation)."""
+    class Ball(nn.Module):                       # a soft disk of learnable radius: IoU strictly between 0 and 1
+        def __init__(self):
+            super().__init__()
+            self.r = nn.Parameter(torch.tensor(0.25, dtype=torch.float64))
+
+        def forward(self, x):
+            return torch.sigmoid(20 * (self.r - (x - 0.5).norm(dim=1, keepdim=True)))
+
     x, y = disk(61)
     for loss in ("mse", "bce"):
         runs = []
         for chunk in (7, 65536):
-            model = mlp(seed=3, sigmoid=True, dtype=torch.float64)
-            h = fit(model, x.double(), y.double(), epochs=2, lr=0.5, batch_size=16, loss=loss, eval_batch_size=chunk,
+            model = Ball()
+            h = fit(model, x.double(), y.double(), epochs=2, lr=1e-3, batch_size=16, loss=loss, eval_batch_size=chunk,
                     progress=False)
             runs.append(h)
             with torch.no_grad():
@@ -763,6 +771,7 @@ def test_evaluation_in_chunks_gives_the_loss_and_iou_of_one_pass():
             assert h.full_loss[-1] == pytest.approx(want, rel=1e-12)
             if loss == "bce":
                 assert h.iou[-1] == pytest.approx(float(iou(out, y.double())), abs=1e-15)
+                assert 0.2 < h.iou[-1] < 0.95
         assert runs[0].full_loss == pytest.approx(runs[1].full_loss, rel=1e-12)
         assert runs[0].iou == runs[1].iou and runs[0].psnr == pytest.approx(runs[1].psnr, rel=1e-12)
 
@@ -846,6 +855,8 @@ def test_snapshot_timings_are_recorded_per_call(photo):
     assert sorted(h.snapshot_seconds["slow"]) == [0, 1, 2]
     assert all(0.02 <= s < 5.0 for s in h.snapshot_seconds["slow"].values())
     assert all(0.0 <= s < 60.0 for s in h.eval_seconds) and len(h.eval_seconds) == 2
+    assert all(isinstance(s, float) and 0.0 < s < 60.0 for s in h.epoch_seconds) and len(h.epoch_seconds) == 2
+    assert sum(h.epoch_seconds) + sum(h.eval_seconds) + 3 * 0.02 <= h.total_seconds < 120.0
 
 
 def test_history_summary_uses_the_last_entries_and_json_restores_integer_epochs():
