@@ -913,6 +913,9 @@ class NTKOperator:
         self.method = "structured" if self._ops is not None else "autodiff"
         if self._ops is None:
             self.chunk = int(chunk_size or 16384)
+            with torch.no_grad():       # one forward over all points: the model checks its inputs here, once,
+                for s in range(0, self.n, self.chunk):      # since the products run without reading them
+                    self._f(self.params, self.x[s:s + self.chunk])
 
     def _structured_setup(self) -> list | None:
         """Per site: its parameters and, per chunk, (rows, module function, cached pullback, D)."""

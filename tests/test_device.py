@@ -305,6 +305,14 @@ def test_validated_coordinates_still_clamp_and_fit_checks_resampled_data():
 
 
 @pytest.mark.parametrize("method", ["structured", "autodiff"])
+def test_the_operator_checks_the_coordinates_once_before_its_silent_products(method):
+    x = points(40, 2)
+    x[35] = 1.5
+    with pytest.raises(ValueError, match=r"expects coordinates in \[0, 1\]\^2"):
+        ntk.NTKOperator(make("multigrid"), x, method=method)
+
+
+@pytest.mark.parametrize("method", ["structured", "autodiff"])
 def test_operator_products_read_nothing(method):
     model = make("multigrid")
     x = points(300, 2)
