@@ -200,13 +200,18 @@ def test_value_reading_entry_points_match_the_cpu_on_a_real_device():
     K = ntk.empirical_ntk(model, x)
     Kd = K.to(VALUES)
     np.testing.assert_allclose(ntk.spectrum(Kd), ntk.spectrum(K), rtol=1e-9, atol=1e-12 * float(K.norm()))
+    K_grid = ntk.empirical_ntk(model, x, groups=True)["grid"]
+    w_cpu = ntk.weyl_check(K, K_grid)
     w = ntk.weyl_check(Kd, ntk.empirical_ntk(model.to(VALUES), x.to(VALUES), groups=True)["grid"])
-    assert w["lambda_sum"].shape == (64,)
+    np.testing.assert_allclose(w["lambda_sum"], w_cpu["lambda_sum"], rtol=1e-9, atol=1e-12 * float(K.norm()))
+    assert w["holds"] == w_cpu["holds"]
     op = ntk.NTKOperator(model.to(VALUES), x.to(VALUES))
     top = ntk.extreme_eigenvalues(op, k=2, which="largest")["largest"]
     np.testing.assert_allclose(top, ntk.spectrum(K)[:2], rtol=1e-6)
     b = ntk.interlacing_bounds(model.to(VALUES), x.to(VALUES), k=2, size=32)
-    assert b["indices"].shape == (32,)
+    b_cpu = ntk.interlacing_bounds(model.cpu(), x, k=2, size=32)
+    assert np.array_equal(b["indices"], b_cpu["indices"])
+    np.testing.assert_allclose(b["largest_lower"], b_cpu["largest_lower"], rtol=1e-9)
 
     y = points(64, 3, seed=6)
     cpu_model, dev_model = make("multigrid", seed=7), make("multigrid", seed=7).to(VALUES)

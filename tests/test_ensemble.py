@@ -298,7 +298,8 @@ def test_member_histories_say_what_fit_says(full_eval):
         assert config["n_samples"] == 37 and config["resample"] is True and config["dtype"] == "float64"
         assert hists[m].psnr_source == h.psnr_source == ("full" if full_eval else "running")
         assert hists[m].metrics == h.metrics and hists[m].snapshots == h.snapshots == {"callback": {0: 0, 3: 3}}
-        assert_same_run(models[m], hists[m], alone[m], h) if full_eval else None
+        if full_eval:
+            assert_same_run(models[m], hists[m], alone[m], h)
 
 
 def test_ensemble_settings_are_checked_like_fits():
