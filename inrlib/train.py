@@ -593,7 +593,6 @@ def _train(members: _Single | _Stacked, X: Tensor, Y: Tensor, *, s: _Settings, s
     opt = _make_optimizer(optimizer, members.params, lr, s.optimizer_kwargs)
     binary = [_is_binary(Y[m], loss) for m in range(M)]
     active = [True] * M
-    mask = torch.ones(M, dtype=X.dtype, device=dev)
     eval_chunk = max(1, s.eval_batch_size // M)
     was_training = members.member(0).training if M == 1 else members.models[0].training
 
@@ -602,7 +601,6 @@ def _train(members: _Single | _Stacked, X: Tensor, Y: Tensor, *, s: _Settings, s
         if raise_on_divergence:
             raise err
         active[m] = False
-        mask[m] = 0.0
 
     def evaluate(epoch: int) -> tuple[list[dict[str, Any]], float]:
         """Each active member's full-data loss / PSNR / IoU and eval_fn values; stops diverged members."""
@@ -722,7 +720,9 @@ def _train(members: _Single | _Stacked, X: Tensor, Y: Tensor, *, s: _Settings, s
                 for i in range(0, n, bs):
                     opt.zero_grad(set_to_none=True)
                     per_member = _member_losses(loss, members.forward(xs[:, i:i + bs]), ys[:, i:i + bs])
-                    (per_member.sum() if M == 1 else (per_member * mask).sum()).backward()
+                    # Members share no parameter entries, so a stopped member's non-finite loss
+                    # reaches only its own slice of the stacked parameters (tested).
+                    per_member.sum().backward()
                     opt.step()
                     batch_losses.append(per_member.detach())
             sizes = torch.full((len(batch_losses),), float(bs), dtype=torch.float64, device=dev)
