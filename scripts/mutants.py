@@ -11,7 +11,7 @@ reaches count as survived, mutants of a run stopped early are "not run" and left
 happens in a temporary copy of the tracked files (mutmut writes a ``mutants/`` folder and its own
 configuration), so the repository stays clean. Not part of CI: it
 runs the named tests once per mutant, minutes to hours per module on 2 cores. Prints the score per
-module and writes ``mutants/<module>.json`` (the counts and the surviving mutants) under ``--out`` (default ``docs/mutants``, tracked).
+module and writes ``<module>.json`` (``data.meshes.json`` for ``inrlib/data/meshes.py``) (the counts and the surviving mutants) under ``--out`` (default ``docs/mutants``, tracked).
 
     python scripts/mutants.py --report     # the scores recorded under --out, as a Markdown table
 """
@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "MPLBACKEND": "Agg", "INRLIB_PROGRESS": "0", "OMP_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1"}
         args.out.mkdir(parents=True, exist_ok=True)
-        name = "_".join(Path(m).stem for m in args.modules)
+        # inrlib/data/meshes.py -> data.meshes (inrlib/theory.py and inrlib/studies/theory.py differ)
+        name = "_".join(Path(m).with_suffix("").as_posix().removeprefix("inrlib/").replace("/", ".") for m in args.modules)
         log = args.out / f"{name}.log"
         started = time.monotonic()
         names: list[str] = []

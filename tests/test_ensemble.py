@@ -272,6 +272,9 @@ def test_stacked_members_with_non_finite_parameters_stop_after_the_loop():
     hists = fit_ensemble(models, coords, targets, epochs=1, lr=1e25, full_eval=False, progress=False)
     assert hists[0].stopped is None
     assert hists[1].stopped == "diverged in epoch 1" and "the parameters (" in hists[1].message
+    bad = [name for name, p in models[1].named_parameters() if not torch.isfinite(p).all()]
+    assert len(bad) > 3                                    # the first three are named, then "..."
+    assert f"the parameters ({', '.join(bad[:3])}...)" in hists[1].message
 
 
 # ----------------------------------------------------------------------------- gaps found by mutation testing
