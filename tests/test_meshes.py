@@ -94,7 +94,13 @@ def _test_meshes():
     boxes = trimesh.util.concatenate([a, b, c])
     cone = trimesh.creation.cone(radius=1.0, height=1.0, sections=128)
     cone.apply_translation([0.25, 0.5, -4.0])
-    return {"octahedron": octa, "torus": torus, "boxes": boxes, "cone": cone}
+    # a prism along x with a pitched roof: faces whose normal has no x part (ties decided by its y part)
+    roof = trimesh.Trimesh([[0, 0, 0], [0, 2, 0], [0, 1, 1], [2, 0, 0], [2, 2, 0], [2, 1, 1]],
+                           [[0, 2, 1], [3, 4, 5], [0, 3, 5], [0, 5, 2], [1, 2, 5], [1, 5, 4], [0, 1, 4], [0, 4, 3]],
+                           process=False)
+    roof.apply_translation([1.5, -0.75, 0.25])
+    assert roof.is_watertight and roof.is_winding_consistent and roof.volume > 0
+    return {"octahedron": octa, "torus": torus, "boxes": boxes, "cone": cone, "roof": roof}
 
 
 def _probe_points(mesh, n_random, seed):
@@ -115,7 +121,7 @@ def _probe_points(mesh, n_random, seed):
     return pts[keep]
 
 
-@pytest.mark.parametrize("name", ["octahedron", "torus", "boxes", "cone"])
+@pytest.mark.parametrize("name", ["octahedron", "torus", "boxes", "cone", "roof"])
 def test_winding_numbers_equal_the_rational_reference(name):
     mesh = _test_meshes()[name]
     pts = _probe_points(mesh, 150, seed=len(name))
@@ -131,6 +137,39 @@ def test_winding_numbers_equal_the_rational_reference(name):
         assert {-1, 0, 1, 2} <= set(expected.tolist())
     if name == "cone":                                                       # the grid was coarsened, answers unchanged
         assert index.g < int(np.sqrt(len(index.F)))
+
+
+def _bbox_cells(index, lo, hi):
+    """Grid cells (row-major ids) a box [lo, hi] in xy overlaps, from the documented uniform grid."""
+    g = index.g
+
+    def cell(v, v0, v1):
+        return min(g - 1, int(np.floor((v - v0) * g / (v1 - v0))))
+    xs = range(cell(lo[0], index.x0, index.x1), cell(hi[0], index.x0, index.x1) + 1)
+    ys = range(cell(lo[1], index.y0, index.y1), cell(hi[1], index.y0, index.y1) + 1)
+    return {y * g + x for y in ys for x in xs}
+
+
+@pytest.mark.parametrize("name, coarsened", [("torus", False), ("cone", True)])
+def test_the_ray_index_lists_each_triangle_in_exactly_the_cells_its_box_overlaps(name, coarsened):
+    """The grid is the finest halving of sqrt(triangles) with at most 16 t + 4 g^2 (cell, triangle)
+    entries; each triangle is listed once in each cell its xy bounding box overlaps, and nowhere else."""
+    mesh = _test_meshes()[name]
+    index = meshes_mod._RayIndex(mesh.vertices, mesh.faces)
+    t, g = len(index.F), index.g
+    tri = mesh.vertices[index.F]
+    lo, hi = tri.min(axis=1), tri.max(axis=1)
+    assert (index.x0, index.y0, index.x1, index.y1) == (lo[:, 0].min(), lo[:, 1].min(), hi[:, 0].max(), hi[:, 1].max())
+    expected = {(c, i) for i in range(t) for c in _bbox_cells(index, lo[i], hi[i])}
+    listed = [(c, int(i)) for c in range(g * g)
+              for i in index.cell_tris[index.cell_start[c]:index.cell_start[c] + index.cell_count[c]]]
+    assert len(listed) == len(set(listed)) and set(listed) == expected
+    assert len(listed) <= 16 * t + 4 * g * g
+    assert g == (int(np.sqrt(t)) // 2 if coarsened else int(np.sqrt(t)))
+    if coarsened:                                   # the finer grid would have held too many entries
+        finer = meshes_mod._RayIndex.__new__(meshes_mod._RayIndex)
+        finer.__dict__.update(index.__dict__, g=2 * g)
+        assert sum(len(_bbox_cells(finer, lo[i], hi[i])) for i in range(t)) > 16 * t + 4 * (2 * g) ** 2
 
 
 def test_single_open_triangle_and_points_outside_its_box():
