@@ -83,15 +83,18 @@ def test_cross_kernel_between_two_point_sets():
 
 
 class Unknown(nn.Module):
-    """A layer the engine has no rule for: a gated sinusoid with its own parameters."""
+    """A layer the engine has no rule for: a gated sinusoid with its own parameters (of different
+    sizes, so their per-sample gradients must be concatenated along the parameter axis) and a buffer
+    (which the per-sample call must leave to the module)."""
 
     def __init__(self, n):
         super().__init__()
         self.scale = nn.Parameter(torch.randn(n))
-        self.shift = nn.Parameter(torch.randn(n))
+        self.shift = nn.Parameter(torch.randn(1))
+        self.register_buffer("phase", torch.randn(n))
 
     def forward(self, z):
-        return torch.sin(self.scale * z) * torch.sigmoid(z + self.shift)
+        return torch.sin(self.scale * z + self.phase) * torch.sigmoid(z + self.shift)
 
 
 class Shared(nn.Module):
@@ -600,6 +603,9 @@ def test_interlacing_bounds_defaults_patch_and_checks():
         interlacing_bounds(model, x, indices=[0.5, 1.0])
     with pytest.raises(ValueError, match=rf"^indices must be non-empty row indices in \[0, {side * side - 1}\]$"):
         interlacing_bounds(model, x, indices=[0, side * side])
+    for bad in (np.array([], dtype=np.int64), torch.tensor([-1, 2])):         # empty, or negative
+        with pytest.raises(ValueError, match=rf"^indices must be non-empty row indices in \[0, {side * side - 1}\]$"):
+            interlacing_bounds(model, x, indices=bad)
     with pytest.raises(ValueError, match=r"^indices must be distinct: a repeated point is not a principal submatrix$"):
         interlacing_bounds(model, x, indices=[3, 3])
     with pytest.raises(ValueError, match=r"^k must be in \[1, m\] = \[1, 2\] for a subset of 2 points, got 3$"):
