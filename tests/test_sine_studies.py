@@ -97,3 +97,91 @@ def test_a_staf_network_is_a_sine_network_of_width_n_tau(shared):
         W = d.w_scale * d.weight.detach()
         kron = torch.kron(W, a.frequencies.detach()[:, None])
         torch.testing.assert_close(layers[0][0], kron, rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- gaps found by mutation testing
+def test_ks_against_normal_is_scipys_test_on_a_seeded_subsample():
+    from scipy import stats
+    v = np.random.default_rng(4).standard_normal(30_000) * 1.02
+    r = T.ks_against_normal(v)
+    sub = np.random.default_rng(0).choice(v, 20_000, replace=False)      # n = 20000, seed 0, no repeats
+    ref = stats.kstest(sub, "norm")
+    assert set(r) == {"ks", "p", "critical", "n"} and r["n"] == 20_000
+    assert r["ks"] == ref.statistic and r["p"] == ref.pvalue
+    assert r["critical"] == pytest.approx(stats.kstwo.ppf(0.95, 20_000), rel=0.01)   # the 5 % critical value
+    small = v[:500]
+    assert T.ks_against_normal(small)["ks"] == stats.kstest(small, "norm").statistic     # fewer values: all of them
+    assert T.ks_against_normal(small)["critical"] == pytest.approx(stats.kstwo.ppf(0.95, 500), rel=0.02)
+
+
+def test_post_activation_draws_are_one_value_per_unit_and_seeded():
+    v = T.post_activation_draws("normal", 3, z=0.7, draws=50)
+    assert v.shape == (50,) and v.dtype == np.float64
+    assert np.array_equal(v, T.post_activation_draws("normal", 3, z=0.7, draws=50, seed=0))
+    assert not np.array_equal(v, T.post_activation_draws("normal", 3, z=0.7, draws=50, seed=1))
+
+
+def test_net_builds_what_networks_says_with_its_defaults():
+    from inrlib.layers import STAF, Sine
+    for label, spec in T.NETWORKS.items():
+        m = T.net(label, 8, 2)
+        acts = [type(x) for x in m.mlp if not type(x).__name__ == "Dense"]
+        want = {"staf": STAF, "sine": Sine, "simple_sine": Sine, "relu": torch.nn.ReLU}[spec["activation"]]
+        assert acts == [want, want], label
+        assert type(m.encoding).__name__ == {"identity": "IdentityEncoding", "fourier": "FourierEncoding",
+                                             "multigrid": "MultigridEncoding"}[spec["encoding"]["type"]], label
+        assert next(m.parameters()).dtype == torch.float32
+    assert T.net("ReLU + FFE", 8, 1).encoding.levels == 8
+    assert T.net("ReLU + MPE", 8, 1).encoding.resolutions == [16, 64]
+    assert float(T.net("simple sine", 8, 1).mlp[1].w0) == 10.0 and float(T.net("SIREN", 8, 1).mlp[1].w0) == 30.0
+    staf = T.net("STAF", 8, 2).mlp[1]
+    assert staf.tau == 5 and not staf.shared and float(staf.frequencies.detach().max()) <= 30.0
+    assert float(staf.frequencies.detach().max()) > 25.0                            # omega = w0 U[0, 1): w0 = 30
+    assert (staf.amplitudes > 0).all()                                     # Rayleigh amplitudes
+    assert (T.net("STAF (Laplace init)", 8, 2).mlp[1].amplitudes < 0).any()   # sign(X) sqrt|X|
+    assert torch.equal(T.net("STAF", 8, 2).mlp[0].weight, T.net("STAF", 8, 2, seed=0).mlp[0].weight)
+
+
+def test_the_equivalent_sine_network_carries_the_output_bias_and_refuses_other_models():
+    m = T.net("STAF", 6, 2, tau=3, seed=1, dtype=torch.float64)
+    with torch.no_grad():
+        m.mlp[-1].bias.normal_()                                          # non-zero: its sign matters
+    x = torch.rand(20, 2, dtype=torch.float64)
+    with torch.no_grad():
+        assert float((T.run_equivalent(T.sine_equivalent(m), x.float()) - m(x)).abs().max()) < 1e-6
+        assert float((T.run_equivalent(T.sine_equivalent(m), x) - m(x)).abs().max()) < 1e-12
+    with pytest.raises(ValueError, match=r"^sine_equivalent needs a STAF CoordinateMLP \(Dense, STAF, \.\.\., Dense\)$"):
+        T.sine_equivalent(T.net("SIREN", 6, 2))
+
+
+def test_train_and_kernels_reports_the_networks_own_kernels_and_psnr(monkeypatch):
+    """The initial spectrum is the NTK of the freshly seeded network on the training pixels, the final
+    one that of the trained network; the PSNRs are those of its predictions; a divergence is recorded
+    (and then no final spectrum)."""
+    from inrlib.metrics import psnr
+    from inrlib.ntk import empirical_ntk, spectrum
+    from inrlib.studies.scaling import image_data
+    side = 6
+    r = T.train_and_kernels("SIREN", "camera", side, width=8, depth=1, epochs=3, seed=2)
+    d = image_data("camera", side, grayscale=True, heldout=(2 * side - 1) ** 2)
+    fresh = T.net("SIREN", 8, 1, seed=2)
+    np.testing.assert_allclose(r["spectrum_init"], spectrum(empirical_ntk(fresh, d["coords"])), rtol=1e-9, atol=1e-12)
+    assert r["params"] == sum(p.numel() for p in fresh.parameters()) and r["lr"] == T.TRAIN_LR["SIREN"]
+    assert r["diverged"] is None and len(r["curve"]) == 3 and r["floor_init"] > 0
+    assert r["prediction"].shape == (side, side) and r["prediction"].dtype == np.float32
+    assert not np.allclose(r["spectrum_end"], r["spectrum_init"])        # taken after training
+    trained = T.net("SIREN", 8, 1, seed=2)
+    from inrlib.train import fit
+    fit(trained, d["coords"], d["targets"], epochs=3, lr=T.TRAIN_LR["SIREN"], optimizer="adam", batch_size=None,
+        seed=2, progress=False)
+    np.testing.assert_allclose(r["spectrum_end"], spectrum(empirical_ntk(trained, d["coords"])), rtol=1e-6, atol=1e-9)
+    with torch.no_grad():
+        assert r["psnr"] == pytest.approx(float(psnr(trained(d["coords"]).double(), d["targets"].double())), abs=1e-4)
+        assert r["psnr_heldout"] == pytest.approx(float(psnr(trained(d["held_coords"]).double(),
+                                                             d["held_targets"].double())), abs=1e-4)
+        np.testing.assert_allclose(r["prediction"], trained(d["coords"]).reshape(side, side).numpy(), atol=1e-6)
+    assert r["psnr_heldout"] != r["psnr"]
+    monkeypatch.setitem(T.TRAIN_LR, "SIREN", 1e30)
+    bad = T.train_and_kernels("SIREN", "camera", side, width=8, depth=1, epochs=3, seed=2)
+    assert bad["diverged"].startswith("training diverged") and "spectrum_end" not in bad
+    assert isinstance(bad["curve"], list)

@@ -103,7 +103,7 @@ def sine_equivalent(model: nn.Module) -> list[tuple[Tensor, Tensor]]:
             W = W @ A_prev
         n, tau = W.shape[0], a.tau
         om = a.frequencies.detach().double().expand(n, tau) if a.shared else a.frequencies.detach().double()
-        ph = a.phases.detach().double().expand(n, tau) if a.shared else a.phases.detach().double()
+        ph = a.phases.detach().double()                                  # (tau,) shared: broadcast below
         am = a.amplitudes.detach().double().expand(n, tau) if a.shared else a.amplitudes.detach().double()
         Wp = (om[:, :, None] * W[:, None, :]).reshape(n * tau, -1)           # unit (i, t) at row i * tau + t
         bp = (om * b[:, None] + ph).reshape(n * tau)
