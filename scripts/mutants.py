@@ -100,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
             if not dst.exists() or dst.read_bytes() != (ROOT / f).read_bytes():
                 shutil.copy2(ROOT / f, dst)
         cfg = (work / "pyproject.toml").read_text()
+        # mutmut runs the tests in a copy holding only the package and tests/: the rest of the tracked
+        # top level (book/, _toc.yml, ...) goes along for the tests that read it.
+        top = sorted({f.split("/")[0] for f in tracked_files()} - {"inrlib", "tests", "pyproject.toml"})
         cfg += ("\n[tool.mutmut]\nsource_paths = [\"inrlib\"]\n"
+                f"also_copy = {json.dumps(top)}\n"
                 f"only_mutate = {json.dumps(args.modules)}\n"
                 f"pytest_add_cli_args_test_selection = {json.dumps(args.tests)}\n"
                 f"timeout_multiplier = {args.timeout_multiplier}\n"
