@@ -100,7 +100,9 @@ def _test_meshes():
                            process=False)
     roof.apply_translation([1.5, -0.75, 0.25])
     assert roof.is_watertight and roof.is_winding_consistent and roof.volume > 0
-    return {"octahedron": octa, "torus": torus, "boxes": boxes, "cone": cone, "roof": roof}
+    keel = trimesh.Trimesh(roof.vertices * [1.0, 1.0, -1.0], roof.faces[:, ::-1], process=False)   # tilted faces
+    assert keel.is_winding_consistent and keel.volume > 0                  # that look down: projected area < 0
+    return {"octahedron": octa, "torus": torus, "boxes": boxes, "cone": cone, "roof": roof, "keel": keel}
 
 
 def _probe_points(mesh, n_random, seed):
@@ -121,7 +123,7 @@ def _probe_points(mesh, n_random, seed):
     return pts[keep]
 
 
-@pytest.mark.parametrize("name", ["octahedron", "torus", "boxes", "cone", "roof"])
+@pytest.mark.parametrize("name", ["octahedron", "torus", "boxes", "cone", "roof", "keel"])
 def test_winding_numbers_equal_the_rational_reference(name):
     mesh = _test_meshes()[name]
     pts = _probe_points(mesh, 150, seed=len(name))
@@ -504,6 +506,8 @@ def test_empty_one_triangle_and_fin_meshes_are_refused_with_their_counts():
     one_vertex = trimesh.Trimesh(np.zeros((1, 3)), [[0, 0, 0]], process=False)
     with pytest.raises(ValueError, match=r"^the mesh has zero extent \(all vertices coincide\)$"):
         meshes_mod.normalize_mesh(one_vertex)
+    with pytest.raises(ValueError, match=r"^mesh <trimesh\.Trimesh> is not watertight"):   # one vertex is not "empty"
+        data.load_mesh(one_vertex)
     triangle = trimesh.Trimesh(np.eye(3), [[0, 1, 2]], process=False)
     with pytest.raises(ValueError, match=r"is not watertight \(3 boundary edges, 0 edges shared by more than two "
                                          r"faces\)"):
