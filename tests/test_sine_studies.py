@@ -185,3 +185,122 @@ def test_train_and_kernels_reports_the_networks_own_kernels_and_psnr(monkeypatch
     bad = T.train_and_kernels("SIREN", "camera", side, width=8, depth=1, epochs=3, seed=2)
     assert bad["diverged"].startswith("training diverged") and "spectrum_end" not in bad
     assert isinstance(bad["curve"], list)
+
+
+def test_sine_net_kinds_defaults_and_refusal():
+    assert float(B.sine_net("siren", 8, 1).mlp[1].w0) == 30.0 and B.sine_net("siren", 8, 1).mlp[0].weight.shape == (8, 1)
+    assert float(B.sine_net("siren", 8, 1, w=10.0).mlp[1].w0) == 10.0        # w is SIREN's w0
+    assert float(B.sine_net("simple", 8, 1, w=4.0).mlp[1].w0) == 4.0
+    assert torch.equal(B.sine_net("simple", 8, 2).mlp[0].weight, B.sine_net("simple", 8, 2, seed=0).mlp[0].weight)
+    with pytest.raises(ValueError, match=r"^kind must be 'simple' or 'siren', got 'relu'$"):
+        B.sine_net("relu", 8, 1)
+
+
+def test_expected_ntk_in_two_dimensions_and_between_two_sets():
+    """The closed form at a small w (where the cos(w(x + x')) term matters) in 2D, against the mean of
+    empirical kernels, and its cross-kernel form against the joint kernel's off-diagonal block."""
+    x = torch.tensor([[0.0, 0.0], [0.3, 0.2], [0.9, 0.5], [0.1, 0.95]], dtype=torch.float64)
+    Ks = torch.stack([empirical_ntk(B.sine_net("simple", 16, 1, dim=2, w=0.7, seed=s, dtype=torch.float64), x)
+                      for s in range(300)])
+    se = Ks.std(0) / math.sqrt(len(Ks))
+    E = B.expected_ntk(x, w=0.7, width=16)
+    assert float(((Ks.mean(0) - E).abs() / se).max()) < 4.5
+    # a formula in 1/dim instead of 2/dim, or without the x + x' term, would be far off
+    wrong = B.expected_ntk(x, w=0.7 / math.sqrt(2), width=16)
+    assert float(((Ks.mean(0) - wrong).abs() / se).max()) > 6
+    both = B.expected_ntk(torch.cat([x, x[:2] * 0.5]), w=0.7, width=16)
+    torch.testing.assert_close(B.expected_ntk(x, x[:2] * 0.5, w=0.7, width=16), both[:4, 4:], rtol=1e-14, atol=0)
+    assert B.expected_ntk(x.float(), w=0.7, width=16).dtype == torch.float64
+    assert B.predicted_bandwidth(2 * math.pi, dim=2) == pytest.approx(B.MEDIAN_HALF_NORMAL)   # s = sqrt(2/2) = 1
+
+
+def test_measured_bandwidth_of_a_gaussian_kernel_is_its_closed_form():
+    """exp(-d^2 / (2 l^2)) has a Gaussian spectral density of standard deviation 1 / (2 pi l): median
+    frequency 0.6745 / (2 pi l), and P(|f| > 2 x median) = 2 (1 - Phi(1.349)) = 0.177."""
+    from scipy import stats
+    n, spacing, ell = 400, 1 / 400, 0.01
+    t = np.arange(n) * spacing
+    K = np.exp(-(t[:, None] - t[None, :]) ** 2 / (2 * ell ** 2))
+    m = B.measured_bandwidth(K, spacing, tail_factor=2.0)
+    assert m["bandwidth"] == pytest.approx(B.MEDIAN_HALF_NORMAL / (2 * math.pi * ell), rel=0.01)
+    assert m["tail"] == pytest.approx(2 * stats.norm.sf(2 * B.MEDIAN_HALF_NORMAL), abs=0.005)
+    assert m["freqs"][0] == 0 and m["freqs"][-1] == pytest.approx(1 / (2 * spacing), rel=1e-3)
+    assert m["density"][0] == 1.0 and m["density"].shape == m["freqs"].shape
+    np.testing.assert_allclose(m["density"][m["freqs"] < 20], np.exp(-2 * (math.pi * ell * m["freqs"][m["freqs"] < 20]) ** 2),
+                               atol=0.01)                                   # the Gaussian density itself
+    tiny = B.measured_bandwidth(K * 1e-9, spacing, tail_factor=2.0)         # scale-free
+    assert tiny["bandwidth"] == pytest.approx(m["bandwidth"], rel=1e-9) and tiny["tail"] == pytest.approx(m["tail"])
+    assert B.measured_bandwidth(K, spacing, tail_factor=1e6)["tail"] == 0.0   # beyond the Nyquist frequency
+    zero = B.measured_bandwidth(np.zeros((5, 5)), 0.1)
+    assert set(zero) == {"bandwidth", "tail", "freqs", "density"}
+    assert math.isnan(zero["bandwidth"]) and math.isnan(zero["tail"]) and not zero["density"].any()
+
+
+def test_lemma1_check_statistics_are_the_closed_forms():
+    r = B.lemma1_check(64, seed=3, w0=10.0)
+    c = math.sqrt(6 / 64)
+    var, m = c ** 2 / 3, 64 * 64
+    assert r["n"] == m and r["predicted"] == pytest.approx(2 / 64, rel=1e-14)
+    assert r["se_siren"] == pytest.approx(math.sqrt((c ** 4 / 5 - var ** 2) / m), rel=1e-12)   # uniform: mu4 = c^4 / 5
+    assert r["se_simple"] == pytest.approx(math.sqrt(2 / m) * var, rel=1e-12)                   # normal: mu4 = 3 var^2
+    assert abs(r["siren"] - var) < 4 * r["se_siren"] and abs(r["simple"] - var) < 4 * r["se_simple"]   # w0 folded in once
+    assert r["ks_siren_p"] > 0.01 and r["ks_simple_p"] > 0.01             # each sample fits its own law
+    assert B.lemma1_check() == B.lemma1_check(256, seed=0, w0=30.0)
+
+
+def test_band_limited_signal_defaults_and_a_single_term():
+    x = np.linspace(0, 2, 801)
+    assert np.array_equal(B.band_limited_signal(x, 5.0), B.band_limited_signal(x, 5.0, terms=6, seed=0))
+    assert not np.array_equal(B.band_limited_signal(x, 5.0), B.band_limited_signal(x, 5.0, seed=1))
+    y = B.band_limited_signal(x, 5.0, terms=1, seed=2)                      # one sinusoid at the top frequency
+    basis = np.stack([np.sin(2 * np.pi * 5 * x), np.cos(2 * np.pi * 5 * x)], 1)
+    coef, *_ = np.linalg.lstsq(basis, y, rcond=None)
+    np.testing.assert_allclose(basis @ coef, y, atol=1e-12)
+    assert np.hypot(*coef) == pytest.approx(1.0, abs=1e-3) and np.abs(y).max() == 1.0
+
+
+def test_tuning_sweep_rows_are_the_members_own_fits():
+    """Each row is the simple network of its w trained alone (fit follows the ensemble member), scored
+    on the midpoints; the truth is the band-limited signal of that frequency on the fine grid."""
+    from inrlib.train import fit
+    rows = B.tuning_sweep([3.0], [2.0, 6.0], n_train=12, width=8, depth=1, epochs=4, lr=1e-2, seed=1)
+    assert [(r["max_frequency"], r["w"]) for r in rows] == [(3.0, 2.0), (3.0, 6.0)]
+    x = np.linspace(0, 1, 12)
+    mid, fine = (x[:-1] + x[1:]) / 2, np.linspace(0, 1, 512)
+    for r in rows:
+        m = B.sine_net("simple", 8, 1, w=r["w"], seed=1)
+        h = fit(m, torch.tensor(x, dtype=torch.float32)[:, None],
+                torch.tensor(B.band_limited_signal(x, 3.0, seed=1), dtype=torch.float32)[:, None],
+                epochs=4, lr=1e-2, optimizer="adam", batch_size=None, progress=False, data_range=2.0)
+        with torch.no_grad():
+            pm = m(torch.tensor(mid, dtype=torch.float32)[:, None]).double().numpy().ravel()
+            pf = m(torch.tensor(fine, dtype=torch.float32)[:, None]).numpy().ravel()
+        mse = np.mean((pm - B.band_limited_signal(mid, 3.0, seed=1)) ** 2)
+        assert r["psnr_heldout"] == pytest.approx(10 * math.log10(4 / mse), abs=1e-3)
+        assert r["psnr_train"] == pytest.approx(h.psnr[-1], abs=1e-3) and r["diverged"] is None
+        np.testing.assert_allclose(r["fit"], pf, atol=1e-5)
+        np.testing.assert_allclose(r["truth"], B.band_limited_signal(fine, 3.0, seed=1), atol=1e-6)
+        assert r["bandwidth"] == B.predicted_bandwidth(r["w"]) and r["fit"].dtype == np.float32
+
+
+def test_photo_sweep_rows_are_the_members_own_fits():
+    from inrlib.metrics import psnr
+    from inrlib.studies.scaling import image_data
+    from inrlib.train import fit
+    side = 6
+    rows = B.photo_sweep("camera", side, {"siren": [20.0], "simple": [5.0, 9.0]}, width=8, depth=1, epochs=3,
+                         target_psnr=-100.0, seed=2)
+    assert [(r["kind"], r["w"]) for r in rows] == [("siren", 20.0), ("simple", 5.0), ("simple", 9.0)]
+    d = image_data("camera", side, grayscale=True, heldout=(2 * side - 1) ** 2)
+    for r in rows:
+        m = B.sine_net(r["kind"], 8, 1, dim=2, w=r["w"], seed=2)
+        h = fit(m, d["coords"], d["targets"], epochs=3, lr=B.PHOTO_LR[r["kind"]], optimizer="adam", batch_size=None,
+                progress=False)
+        with torch.no_grad():
+            held = float(psnr(m(d["held_coords"]).double(), d["held_targets"].double()))
+            np.testing.assert_allclose(r["prediction"], m(d["coords"]).reshape(side, side).numpy(), atol=1e-5)
+        assert r["psnr_heldout"] == pytest.approx(held, abs=1e-3) and r["psnr_train"] == pytest.approx(h.psnr[-1], abs=1e-3)
+        assert r["lr"] == B.PHOTO_LR[r["kind"]] and r["params"] == sum(p.numel() for p in m.parameters())
+        assert r["epoch_to_target"] == 1 and r["seconds_to_target"] > 0 and len(r["curve"]) == 3
+    never = B.photo_sweep("camera", side, {"simple": [5.0]}, width=8, depth=1, epochs=2, target_psnr=1e9)
+    assert never[0]["epoch_to_target"] is None and never[0]["seconds_to_target"] is None
