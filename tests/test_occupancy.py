@@ -115,3 +115,121 @@ def test_output_kernel_is_the_logit_kernel_times_the_sigmoid_slopes():
     torch.testing.assert_close(k_out, slope[:, None] * slope[None, :] * k_logit, rtol=1e-10, atol=1e-14)
     with pytest.raises(ValueError, match="sigmoid"):
         O.logits(build_model(cfg.replace(output_activation=None), 3, 1))
+
+
+# ----------------------------------------------------------------------------- gaps found by mutation testing
+def _result(enc, *, final, loss, diverged=None, snapshots=None, lr=0.5, batch=64):
+    encoding = {"baseline": {"type": "identity"}, "ffe": {"type": "fourier", "levels": 7},
+                "mpe": {"type": "multigrid", "resolutions": [33, 136], "features": 2}}[enc]
+    return {"config": {"encoding": encoding, "lr": lr, "batch_size": batch}, "final": final, "history": loss,
+            "diverged": diverged, "snapshots": snapshots or {}}
+
+
+def test_summarize_reads_every_field_of_a_run():
+    ch = {"chamfer_l1": 0.012}
+    results = {"bunny": {
+        "mpe": _result("mpe", final={"iou": {"uniform": 0.9, "near": 0.7}, "chamfer": ch}, loss={"loss": [0.3, 0.2]}),
+        "ffe": _result("ffe", final={"iou": {"uniform": 0.8, "near": 0.6}, "no_surface": "empty", "chamfer": None},
+                       loss={"full_loss": [0.5, 0.4], "loss": [9.0]}),
+        "baseline": _result("baseline", final=None, loss={"loss": []}, diverged={"epoch": 7})}}
+    rows = {r["encoding"]: r for r in O.summarize(results)}
+    assert rows["mpe"] == {"mesh": "bunny", "encoding": "mpe", "label": "MPE", "setting": "33, 136 nodes per side, k = 2",
+                           "lr": 0.5, "batch_size": 64, "iou_uniform": 0.9, "iou_near": 0.7, "chamfer": 0.012,
+                           "final_loss": 0.2, "surface": True, "diverged_epoch": None}
+    f = rows["ffe"]
+    assert (f["label"], f["setting"], f["final_loss"], f["surface"], f["iou_near"]) == ("FFE", "L = 7", 0.4, False, 0.6)
+    assert np.isnan(f["chamfer"])
+    b = rows["baseline"]
+    assert (b["label"], b["setting"], b["surface"], b["diverged_epoch"]) == ("Baseline", "none", False, 7)
+    assert all(np.isnan(b[k]) for k in ("iou_uniform", "iou_near", "chamfer", "final_loss"))
+
+
+def test_mean_spectra_averages_the_chosen_kernel_over_the_meshes():
+    from inrlib.spectra import mean_resampled
+    ev1, ev2 = np.logspace(0, -6, 50), np.logspace(1, -4, 50)
+    snap = lambda ev, fl: {"spectra": {"total": ev}, "floors": {"total": fl},                     # noqa: E731
+                           "measure": {"logit_spectrum": ev * 3, "logit_floor": fl * 3}}
+    results = {"a": {"mpe": {"snapshots": {10: snap(ev1, 1e-9)}}},
+               "b": {"mpe": {"snapshots": {10: snap(ev2, 1e-8), 5: snap(ev1, 0.0)}}},
+               "c": {"mpe": {"snapshots": {5: snap(ev2, 0.0)}}}}               # no epoch 10: left out
+    out = O.mean_spectra(results, "mpe", 10, length=40)
+    want = mean_resampled([(ev1, 1e-9), (ev2, 1e-8)], 40)
+    assert out["n"] == 2 and np.allclose(out["mean"], want["mean"]) and out["floor"] == pytest.approx(want["floor"])
+    logit = O.mean_spectra(results, "mpe", 10, length=40, kernel="logit")
+    np.testing.assert_allclose(logit["mean"], mean_resampled([(ev1 * 3, 3e-9), (ev2 * 3, 3e-8)], 40)["mean"])
+    assert O.mean_spectra(results, "mpe", 99) is None
+    assert O.mean_spectra(results, "mpe", 10, length=8000)["mean"].shape == (8000,)
+
+
+def test_claim_notes_say_the_numbers_and_the_rule():
+    x = np.arange(10.0)
+    rows = [row("a", e, u, n) for e, u, n in (("mpe", 0.91, 0.81), ("ffe", 0.8, 0.6), ("baseline", 0.5, 0.3))]
+    curves = {"mpe": curve(10 ** (-x)), "ffe": curve(10 ** (-x - 0.5)), "baseline": curve(10 ** (-2 * x - 1))}
+    logit = {"mpe": curve(10 ** (-x)), "ffe": curve(10 ** (-x + 0.5)), "baseline": curve(10 ** (-2 * x - 1))}
+    cl = {c["id"]: c for c in O.occupancy_claims(rows, curves, "CTX.", logit_curves=logit)}
+    order = cl["000.fig5b.order"]
+    assert order["note"] == ("the mean end-of-training spectra over 2 mesh(es) are ordered MPE > FFE > baseline at 100% "
+                             "of the indices resolved in all three (60% of all). The NTK of the logits (before the "
+                             "sigmoid) is so ordered at 0% of its resolved indices. Holds at >= 90 %, approximately at "
+                             ">= 50 %. CTX.")
+    assert order["unit"] == "fraction of indices"
+    m = cl["000.fig5b.min_eig_ffe_close_to_mpe"]
+    assert m["note"] == ("log10(MPE / FFE) at the smallest value of the mean spectra: +0.50 (exact); over the whole "
+                         "spectrum the mean log10 eigenvalue of the MPE minus that of the FFE is +0.50 orders. Holds "
+                         "within 1 order, approximately within 2. CTX.")
+    assert m["unit"] == "orders of magnitude" and "ours_bound" not in m
+    iou = cl["000.appE.iou_order.a"]
+    assert iou["ours"] == "0.91 / 0.80 / 0.50" and iou["unit"] == "IoU"
+    assert iou["note"] == ("a: IoU MPE / FFE / baseline on uniform held-out points 0.910 / 0.800 / 0.500, near the "
+                           "surface 0.810 / 0.600 / 0.300. Holds when MPE > FFE > baseline on both, approximately on "
+                           "one. CTX.")
+    assert iou["statement"] == "a: the MPE's IoU beats the FFE's, which beats the baseline's"
+    # one of the smallest values at its floor: a bound, not a measurement
+    curves["ffe"] = curve(np.r_[10 ** (-x[:-1] - 0.5), 1e-13])
+    bound = {c["id"]: c for c in O.occupancy_claims(rows, curves, "CTX.")}["000.fig5b.min_eig_ffe_close_to_mpe"]
+    assert bound["verdict"] == "not tested" and bound["ours_bound"] == "lower bound"
+    assert "One of them is at its rounding floor, so the value is only a bound. " in bound["note"]
+    # both at their floors: the ratio at the smallest index resolved in both
+    curves["mpe"] = curve(np.r_[10 ** (-x[:-2]), 1e-13, 1e-13])
+    noise = {c["id"]: c for c in O.occupancy_claims(rows, curves, "CTX.")}["000.fig5b.min_eig_ffe_close_to_mpe"]
+    assert noise["verdict"] == "not tested" and noise["ours"] is None and "ours_bound" not in noise
+    assert ("Both are at their rounding floors: no measurement. At the smallest index resolved in both (8 of 10) the "
+            "ratio is +0.50 orders. ") in noise["note"]
+    # a gap of 1.5 orders: approximately; nothing resolved in all three: the order is not tested
+    curves = {"mpe": curve(10 ** (-x)), "ffe": curve(10 ** (-x - 1.5)), "baseline": curve(10 ** (-2 * x - 1))}
+    assert {c["id"]: c for c in O.occupancy_claims(rows, curves, "")}["000.fig5b.min_eig_ffe_close_to_mpe"]["verdict"] \
+        == "approximately"
+    curves["baseline"] = curve(np.full(10, 1e-13))
+    o = {c["id"]: c for c in O.occupancy_claims(rows, curves, "CTX.")}["000.fig5b.order"]
+    assert o["verdict"] == "not tested" and o["note"] == "no index is resolved in all three spectra. CTX."
+    # ordered at 60 % of the indices: approximately; at 40 %: fails
+    for k, verdict in ((6, "approximately"), (4, "fails")):
+        base = 10 ** (-x - 1.0)
+        base[k:] = 10 ** (-x[k:] + 1.0)                       # above the MPE from index k on
+        curves = {"mpe": curve(10 ** (-x)), "ffe": curve(10 ** (-x - 0.5)), "baseline": curve(base)}
+        assert {c["id"]: c for c in O.occupancy_claims(rows, curves, "")}["000.fig5b.order"]["verdict"] == verdict
+    diverged = {c["id"]: c for c in O.occupancy_claims(rows, {"mpe": None, "ffe": None, "baseline": None}, "CTX.")}
+    assert diverged["000.fig5b.min_eig_ffe_close_to_mpe"]["note"] == (
+        "an encoding has no end-of-training spectrum (diverged). CTX.")
+    rows[1]["diverged_epoch"] = 3
+    d = {c["id"]: c for c in O.occupancy_claims(rows, {"mpe": None}, "CTX.")}["000.appE.iou_order.a"]
+    assert d["verdict"] == "not tested" and d["note"] == "a: a network diverged. CTX." and d["ours"] is None
+
+
+def test_mesh_list_accepts_a_list_and_names_odd_stems():
+    ms = O.mesh_list(["  ", "/scans/My Dragon (v2).PLY", "/x/___.obj", "/y/..."])
+    assert [m["name"] for m in ms] == ["my_dragon_v2", "mesh", "mesh_2"]
+    assert [m["row"] for m in ms] == ["dragon", "dragon", "dragon"]
+    assert ms[0]["row_note"] == "" and ms[1]["row_note"] == "not in Table 4: the Dragon's row"
+    assert ms[0]["spec"] == "/scans/My Dragon (v2).PLY"
+    with pytest.raises(ValueError, match=r"^meshes is empty: give a name \('bunny', 'dragon'\), a mesh file path, or a "
+                                         r"comma-separated list$"):
+        O.mesh_list([])
+
+
+def test_table4_configs_notes_name_each_change():
+    cs = O.table4_configs("dragon", epochs=5, hidden=(8, 8, 8))
+    assert [c.note for c in cs] == ["epochs 5, hidden 3 x 8"] * 3 and [c.batch_size for c in cs] == [13187, 9799, 9989]
+    assert [c.note for c in O.table4_configs("dragon", lr_scale=0.5)] == ["lr x 0.5"] * 3
+    assert [c.note for c in O.table4_configs("dragon")] == [""] * 3
+    assert [c.lr for c in O.table4_configs("dragon")] == [0.92224, 0.78930, 0.80905]
