@@ -183,3 +183,76 @@ def test_weyl_claims_read_the_chain_counts():
         weyl_claims(_summary(chain_b_holds=5))
     with pytest.raises(ValueError, match="no cases"):
         weyl_claims(_summary(n_cases=0))
+
+
+# ----------------------------------------------------------------------------- gaps found by mutation testing
+def test_gather_records_each_chapters_run_and_says_empty_or_absent(tmp_path):
+    _write(tmp_path, "a", [claim("000.eq9", 1e-16, "holds")], stamp="2026-12-02T06:00:00+00:00", image="cat", side=64)
+    rec = json.loads((tmp_path / "a.json").read_text())
+    g = R.gather(["a"], "smoke", folder=tmp_path)
+    (info,) = g["chapters"]
+    assert info == {"chapter": "a", "path": str(tmp_path / "a.json"), "n_claims": 1, "profile": "smoke", "device": "cpu",
+                    "timestamp": "2026-12-02T06:00:00+00:00", "wall_time_s": 1.5, "data": "image=cat, side=64",
+                    "params": rec["params"]}
+    assert g["rows"][0]["timestamp"] == "2026-12-02T06:00:00+00:00" and g["rows"][0]["profile"] == "smoke"
+    assert R.gather(["zz"], "smoke", folder=tmp_path)["chapters"] == [
+        {"chapter": "zz", "path": str(tmp_path / "zz.json"), "n_claims": 0}]
+    assert R.gather([], "smoke", folder=tmp_path)["problems"] == [
+        "no chapters to gather (the toc lists none besides the gathering pages)"]
+    _write(tmp_path, "e", [])
+    (tmp_path / "n.json").write_text(json.dumps({"params": {"profile": "smoke"}}))
+    p = R.gather(["e", "n", "a"], "smoke", folder=tmp_path)["problems"]
+    assert p == ["e: its results record no claims (numbers.claims is empty); every chapter in the toc records the "
+                 "papers' claims it tests",
+                 "n: its results record no claims (numbers.claims is absent); every chapter in the toc records the "
+                 "papers' claims it tests"]
+    _write(tmp_path, "q", [claim("000.eq9", 0.0, "holds")], profile="quick")
+    assert R.gather(["q"], "smoke", folder=tmp_path)["problems"] == [
+        f"q: {tmp_path / 'q.json'} holds a run of profile 'quick', not 'smoke'; results of two profiles are never "
+        "mixed in one table"]
+
+
+def test_stale_results_are_named_with_their_time_and_the_margin_is_two_seconds(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.py").write_text("# # A\n")
+    ran = 1_700_000_000
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(ran))
+    _write(tmp_path / "r", "a", [claim("000.eq9", 0.0, "holds")], stamp=stamp)
+    for edited, stale in ((ran + 1.9, False), (ran + 2.5, True), (ran - 100, False)):
+        os.utime(src / "a.py", (edited, edited))
+        problems = R.gather(["a"], "smoke", folder=tmp_path / "r", sources=src)["problems"]
+        assert problems == ([f"a: its source a.py changed after the results were written ({stamp}): stale; re-execute "
+                             "it (make book)"] if stale else []), edited
+
+
+def test_claims_html_row_word_for_word():
+    rows = [{**claim("000.table2.psnr.mpe", 44.123, "approximately", "within <1 dB> & more"), "chapter": "imagenet"},
+            {**claim("000.fig4.ffe_saturates", None, "not tested", "no run"), "chapter": "scaling"},
+            {**claim("000.abstract.lambda_min.mpe_over_ffe", 1.5, "holds", "", bound="lower bound"), "chapter": "x"}]
+    out = R.claims_html(rows, {"imagenet": "ImageNet <photos>"})
+    head = ("<table class='table inrlib-claims' style='table-layout:fixed; width:100%; overflow-wrap:anywhere'>"
+            "<colgroup><col style='width:35%'><col style='width:29%'><col style='width:11%'><col style='width:13%'>"
+            "<col style='width:12%'></colgroup><thead><tr><th>claim</th><th>the paper</th><th>ours</th>"
+            "<th>verdict</th><th>from</th></tr></thead><tbody>")
+    assert out.startswith(head) and out.endswith("</tbody></table>")
+    r0, r1, r2 = rows
+    first = (f"<tr><td><code>000.table2.psnr.mpe</code><br><small>{r0['statement']}; {r0['source']}</small></td>"
+             "<td><small>45.3 dB</small></td><td>44.1 dB</td>"
+             "<td><strong style='color:#9a6700'>approximately</strong></td>"
+             "<td><a href='imagenet.html#findings'>ImageNet &lt;photos&gt;</a></td></tr>"
+             "<tr class='inrlib-claim-note'><td colspan='5' style='border-top:none; padding-top:0'><small>"
+             "<em>How it was judged:</em> within &lt;1 dB&gt; &amp; more</small></td></tr>")
+    assert out[len(head):].startswith(first)
+    rest = out[len(head) + len(first):]
+    quote = r1["paper_value"].replace("'", "&#x27;").replace('"', "&quot;")
+    assert f"<td><small><em>&ldquo;{quote}&rdquo;</em></small></td><td>-</td>" in rest
+    assert "<strong style='color:#57606a'>not tested</strong>" in rest and "<a href='scaling.html#findings'>scaling</a>" in rest
+    assert "<td>&ge; 1.5 <small>(orders of magnitude)</small></td>" in rest          # a bound, with its unit
+    assert "<strong style='color:#1a7f37'>holds</strong>" in rest and "How it was judged:</em> -</small>" in rest
+    colours = {"differs": "#bc4c00", "fails": "#cf222e"}
+    for verdict, colour in colours.items():
+        one = R.claims_html([{**claim("000.eq9", 0.1, verdict), "chapter": "t"}], {})
+        assert f"<strong style='color:{colour}'>{verdict}</strong>" in one
+    long = R.claims_html([{**claim("000.eq9", "x" * 41, "holds"), "chapter": "t"}], {})
+    assert "<td>see the note</td>" in long                                   # a sentence is in the note
