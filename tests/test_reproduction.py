@@ -256,3 +256,17 @@ def test_claims_html_row_word_for_word():
         assert f"<strong style='color:{colour}'>{verdict}</strong>" in one
     long = R.claims_html([{**claim("000.eq9", "x" * 41, "holds"), "chapter": "t"}], {})
     assert "<td>see the note</td>" in long                                   # a sentence is in the note
+
+
+def test_identity_claim_notes_word_for_word_and_the_tolerance_edges():
+    checks = {"eq2_a": 1e-17, "eq2_b": 3e-16, "eq9_x": 1e-6, "eq11_x": 1e-12, "eq13_x": 0.0, "eq14_total_vs_mlp": 0.0,
+              "eq14_mlp_on_embedding": 2e-16, "eq14_by_hand": 1e-16}
+    out = {c["id"]: c for c in identity_claims(checks, grid_max_abs_ffe=0.0)}
+    assert out["000.eq2"]["note"] == ("largest relative error over 2 checks (eq2_a, eq2_b): 3.0e-16 (eq2_b); holds "
+                                      "below 1e-12, approximately below 1e-06")
+    assert out["000.eq14.ffe_no_grid_term"]["note"] == (
+        "largest relative error over 3 checks (eq14_by_hand, eq14_mlp_on_embedding, eq14_total_vs_mlp): 2.0e-16 "
+        "(eq14_mlp_on_embedding); holds below 1e-12, approximately below 1e-06; the FFE network's grid group has "
+        "max |entry| 0")
+    assert all(c["unit"] == "relative error" for c in out.values())
+    assert out["000.eq9"]["verdict"] == "fails" and out["000.eq11"]["verdict"] == "approximately"   # the edges are out
