@@ -140,6 +140,8 @@ def test_net_builds_what_networks_says_with_its_defaults():
     assert (staf.amplitudes > 0).all()                                     # Rayleigh amplitudes
     assert (T.net("STAF (Laplace init)", 8, 2).mlp[1].amplitudes < 0).any()   # sign(X) sqrt|X|
     assert torch.equal(T.net("STAF", 8, 2).mlp[0].weight, T.net("STAF", 8, 2, seed=0).mlp[0].weight)
+    slow = T.net("STAF", 8, 2, w0=5.0).mlp[1].frequencies.detach()
+    assert float(slow.max()) <= 5.0 and float(T.net("SIREN", 8, 1, w0=5.0).mlp[1].w0) == 5.0   # w0 reaches the layers
 
 
 def test_the_equivalent_sine_network_carries_the_output_bias_and_refuses_other_models():
@@ -154,7 +156,7 @@ def test_the_equivalent_sine_network_carries_the_output_bias_and_refuses_other_m
         T.sine_equivalent(T.net("SIREN", 6, 2))
 
 
-def test_train_and_kernels_reports_the_networks_own_kernels_and_psnr(monkeypatch):
+def test_train_and_kernels_reports_the_networks_own_kernels_and_psnr(monkeypatch, capsys):
     """The initial spectrum is the NTK of the freshly seeded network on the training pixels, the final
     one that of the trained network; the PSNRs are those of its predictions; a divergence is recorded
     (and then no final spectrum)."""
@@ -162,8 +164,9 @@ def test_train_and_kernels_reports_the_networks_own_kernels_and_psnr(monkeypatch
     from inrlib.ntk import empirical_ntk, spectrum
     from inrlib.studies.scaling import image_data
     side = 6
-    r = T.train_and_kernels("SIREN", "camera", side, width=8, depth=1, epochs=3, seed=2)
-    d = image_data("camera", side, grayscale=True, heldout=(2 * side - 1) ** 2)
+    r = T.train_and_kernels("SIREN", "astronaut", side, width=8, depth=1, epochs=3, seed=2)   # a colour photo
+    assert capsys.readouterr().err == ""                                  # no progress bar
+    d = image_data("astronaut", side, grayscale=True, heldout=(2 * side - 1) ** 2)
     fresh = T.net("SIREN", 8, 1, seed=2)
     np.testing.assert_allclose(r["spectrum_init"], spectrum(empirical_ntk(fresh, d["coords"])), rtol=1e-9, atol=1e-12)
     assert r["params"] == sum(p.numel() for p in fresh.parameters()) and r["lr"] == T.TRAIN_LR["SIREN"]
@@ -182,9 +185,13 @@ def test_train_and_kernels_reports_the_networks_own_kernels_and_psnr(monkeypatch
         np.testing.assert_allclose(r["prediction"], trained(d["coords"]).reshape(side, side).numpy(), atol=1e-6)
     assert r["psnr_heldout"] != r["psnr"]
     monkeypatch.setitem(T.TRAIN_LR, "SIREN", 1e30)
-    bad = T.train_and_kernels("SIREN", "camera", side, width=8, depth=1, epochs=3, seed=2)
+    bad = T.train_and_kernels("SIREN", "astronaut", side, width=8, depth=1, epochs=3, seed=2)
     assert bad["diverged"].startswith("training diverged") and "spectrum_end" not in bad
     assert isinstance(bad["curve"], list)
+    staf = T.train_and_kernels("STAF", "astronaut", side, width=4, depth=1, epochs=1, tau=3, seed=1)
+    assert staf["params"] == sum(p.numel() for p in T.net("STAF", 4, 1, tau=3).parameters())    # tau reaches the net
+    np.testing.assert_allclose(staf["spectrum_init"], spectrum(empirical_ntk(T.net("STAF", 4, 1, tau=3, seed=1),
+                                                                             d["coords"])), rtol=1e-6, atol=1e-9)
 
 
 def test_sine_net_kinds_defaults_and_refusal():
