@@ -266,39 +266,43 @@ def test_band_limited_signal_defaults_and_a_single_term():
     assert np.hypot(*coef) == pytest.approx(1.0, abs=1e-3) and np.abs(y).max() == 1.0
 
 
-def test_tuning_sweep_rows_are_the_members_own_fits():
+def test_tuning_sweep_rows_are_the_members_own_fits(capsys):
     """Each row is the simple network of its w trained alone (fit follows the ensemble member), scored
     on the midpoints; the truth is the band-limited signal of that frequency on the fine grid."""
     from inrlib.train import fit
-    rows = B.tuning_sweep([3.0], [2.0, 6.0], n_train=12, width=8, depth=1, epochs=4, lr=1e-2, seed=1)
-    assert [(r["max_frequency"], r["w"]) for r in rows] == [(3.0, 2.0), (3.0, 6.0)]
+    rows = B.tuning_sweep([3.0, 5.0], [2.0, 6.0], n_train=12, width=8, depth=1, epochs=4, lr=1e-2, seed=1)
+    assert [(r["max_frequency"], r["w"]) for r in rows] == [(3.0, 2.0), (3.0, 6.0), (5.0, 2.0), (5.0, 6.0)]
+    assert capsys.readouterr().err == ""                                  # no progress bars
     x = np.linspace(0, 1, 12)
     mid, fine = (x[:-1] + x[1:]) / 2, np.linspace(0, 1, 512)
     for r in rows:
+        f = r["max_frequency"]
+        signal_seed = 1 + (f == 5.0)                                     # the k-th frequency's signal: seed + k
         m = B.sine_net("simple", 8, 1, w=r["w"], seed=1)
         h = fit(m, torch.tensor(x, dtype=torch.float32)[:, None],
-                torch.tensor(B.band_limited_signal(x, 3.0, seed=1), dtype=torch.float32)[:, None],
+                torch.tensor(B.band_limited_signal(x, f, seed=signal_seed), dtype=torch.float32)[:, None],
                 epochs=4, lr=1e-2, optimizer="adam", batch_size=None, progress=False, data_range=2.0)
         with torch.no_grad():
             pm = m(torch.tensor(mid, dtype=torch.float32)[:, None]).double().numpy().ravel()
             pf = m(torch.tensor(fine, dtype=torch.float32)[:, None]).numpy().ravel()
-        mse = np.mean((pm - B.band_limited_signal(mid, 3.0, seed=1)) ** 2)
+        mse = np.mean((pm - B.band_limited_signal(mid, f, seed=signal_seed)) ** 2)
         assert r["psnr_heldout"] == pytest.approx(10 * math.log10(4 / mse), abs=1e-3)
         assert r["psnr_train"] == pytest.approx(h.psnr[-1], abs=1e-3) and r["diverged"] is None
         np.testing.assert_allclose(r["fit"], pf, atol=1e-5)
-        np.testing.assert_allclose(r["truth"], B.band_limited_signal(fine, 3.0, seed=1), atol=1e-6)
-        assert r["bandwidth"] == B.predicted_bandwidth(r["w"]) and r["fit"].dtype == np.float32
+        np.testing.assert_allclose(r["truth"], B.band_limited_signal(fine, f, seed=signal_seed), atol=1e-6)
+        assert r["bandwidth"] == B.predicted_bandwidth(r["w"]) and r["fit"].dtype == r["truth"].dtype == np.float32
 
 
-def test_photo_sweep_rows_are_the_members_own_fits():
+def test_photo_sweep_rows_are_the_members_own_fits(capsys):
     from inrlib.metrics import psnr
     from inrlib.studies.scaling import image_data
     from inrlib.train import fit
     side = 6
-    rows = B.photo_sweep("camera", side, {"siren": [20.0], "simple": [5.0, 9.0]}, width=8, depth=1, epochs=3,
-                         target_psnr=-100.0, seed=2)
+    rows = B.photo_sweep("astronaut", side, {"siren": [20.0], "simple": [5.0, 9.0]}, width=8, depth=1, epochs=3,
+                         target_psnr=-100.0, seed=2)                      # a colour photo, in grayscale
+    assert capsys.readouterr().err == ""                                  # no progress bars
     assert [(r["kind"], r["w"]) for r in rows] == [("siren", 20.0), ("simple", 5.0), ("simple", 9.0)]
-    d = image_data("camera", side, grayscale=True, heldout=(2 * side - 1) ** 2)
+    d = image_data("astronaut", side, grayscale=True, heldout=(2 * side - 1) ** 2)
     for r in rows:
         m = B.sine_net(r["kind"], 8, 1, dim=2, w=r["w"], seed=2)
         h = fit(m, d["coords"], d["targets"], epochs=3, lr=B.PHOTO_LR[r["kind"]], optimizer="adam", batch_size=None,
