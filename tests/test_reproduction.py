@@ -270,3 +270,28 @@ def test_identity_claim_notes_word_for_word_and_the_tolerance_edges():
         "max |entry| 0")
     assert all(c["unit"] == "relative error" for c in out.values())
     assert out["000.eq9"]["verdict"] == "fails" and out["000.eq11"]["verdict"] == "approximately"   # the edges are out
+
+
+def test_plot_counts_draws_one_segment_per_verdict_with_its_count():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+    counts = {"000": {"holds": 3, "approximately": 0, "differs": 2, "fails": 1, "not tested": 0},
+              "001": {"holds": 0, "approximately": 0, "differs": 0, "fails": 0, "not tested": 0},     # no claims: no bar
+              "002": {"holds": 1, "approximately": 2, "differs": 0, "fails": 0, "not tested": 4}}
+    fig, ax = plt.subplots()
+    R.plot_counts(ax, counts)
+    bars = [(round(b.get_y() + b.get_height() / 2), b.get_x(), b.get_width(), to_hex(b.get_facecolor()))
+            for b in ax.patches]
+    assert bars == [(0, 0, 3, "#2da44e"), (0, 3, 2, "#fb8f44"), (0, 5, 1, "#cf222e"),
+                    (1, 0, 1, "#2da44e"), (1, 1, 2, "#d4a72c"), (1, 3, 4, "#afb8c1")]
+    assert all(to_hex(b.get_edgecolor()) == "#ffffff" for b in ax.patches)
+    assert [(t.get_text(), t.get_position()) for t in ax.texts] == [
+        ("3", (1.5, 0)), ("2", (4.0, 0)), ("1", (5.5, 0)), ("1", (0.5, 1)), ("2", (2.0, 1)), ("4", (5.0, 1))]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["paper 000", "paper 002"]
+    assert ax.yaxis_inverted() and ax.get_xlabel() == "claims"
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["holds", "differs", "fails", "approximately", "not tested"]
+    assert legend._ncols == 5                                              # one row, every verdict
+    plt.close(fig)
