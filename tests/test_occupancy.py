@@ -233,3 +233,35 @@ def test_table4_configs_notes_name_each_change():
     assert [c.note for c in O.table4_configs("dragon", lr_scale=0.5)] == ["lr x 0.5"] * 3
     assert [c.note for c in O.table4_configs("dragon")] == [""] * 3
     assert [c.lr for c in O.table4_configs("dragon")] == [0.92224, 0.78930, 0.80905]
+
+
+def test_occupancy_task_draws_its_points_as_documented(sphere_path, tmp_path, monkeypatch):
+    """The pool (seed), the NTK probe (seed + 1), the held-out uniform (seed + 2) and near-surface
+    (seed + 3, sigma 0.01) points, all in the mesh's box: the task's epoch-0 kernel and IoUs equal
+    those of the same initial network on points drawn here by hand."""
+    import torch
+
+    from inrlib.data import load_mesh, occupancy_samples
+    from inrlib.experiments import RunConfig, build_model
+    from inrlib.metrics import iou
+    from inrlib.ntk import empirical_ntk, spectrum
+    monkeypatch.setenv("INRLIB_CACHE", str(tmp_path / "cache"))
+    cfg = O.table4_configs("dragon", epochs=2, batch_size=64, hidden=(8, 8))[1]
+    seed = 5
+    r = O.occupancy_task("s", cfg.to_dict(), sphere_path, seed, 800, 64, 24, [0], 300, 1, 8, 200, 8, surface=False)
+    m = load_mesh(sphere_path)
+    pool_x, pool_y = occupancy_samples(m, 800, seed=seed, box="mesh")
+    probe, _ = occupancy_samples(m, 24, seed=seed + 1, box="mesh")
+    uni = occupancy_samples(m, 300, seed=seed + 2, box="mesh")
+    near = occupancy_samples(m, 300, seed=seed + 3, near_surface=1.0, sigma=0.01, box="mesh")
+    assert r["inside_fraction"] == pytest.approx(float(pool_y.mean()), abs=1e-7)
+    model = build_model(RunConfig.from_dict(cfg.to_dict()), 3, 1, seed)
+    want = spectrum(empirical_ntk(model, probe, dtype=torch.float64))
+    np.testing.assert_allclose(r["snapshots"][0]["spectra"]["total"], want, rtol=1e-8, atol=1e-12)
+    with torch.no_grad():
+        for key, (x, y) in (("uniform", uni), ("near", near)):
+            assert r["iou_curve"][key][0] == pytest.approx(float(iou(model(x).reshape(-1), y)), abs=1e-12), key
+    assert r["iou_curve"]["epochs"] == [0, 1, 2]
+    with pytest.raises(ValueError, match=r"^ntk_dtype must be 'float64' or 'float32', got 'float16'$"):
+        O.occupancy_task("s", cfg.to_dict(), sphere_path, seed, 800, 64, 24, [0], 300, 1, 8, 200, 8,
+                         ntk_dtype="float16")
