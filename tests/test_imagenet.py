@@ -155,3 +155,60 @@ def test_tune_task_runs_a_tiny_study(tmp_path):
     res = I.tune_task("ffe", "camera", 8, 2, 2, str(tmp_path / "t.sqlite3"))
     assert res["n_finished"] == 2 and res["best_config"]["encoding"]["type"] == "fourier"
     assert 1 <= res["best_config"]["encoding"]["levels"] <= 16
+
+
+# ----------------------------------------------------------------------------- gaps found by mutation testing
+def test_table2_configs_read_the_learning_rate_two_ways():
+    printed = I.table2_configs("printed", 7)
+    summed = I.table2_configs("summed", 7, channels=3)
+    assert [c.name for c in printed] == ["mpe", "ffe", "baseline"] and all(c.epochs == 7 for c in printed)
+    assert [c.lr for c in printed] == [c.lr for c in TABLE2.values()]
+    assert [c.lr for c in summed] == pytest.approx([0.3932 * 30, 0.3865 * 276, 0.2394 * 30])
+    assert [c.lr for c in I.table2_configs("summed", 7, channels=1)] == pytest.approx([3.932, 0.3865 * 92, 2.394])
+    assert summed[1].note == "lr x batch x channels (a summed loss): 106.7 (Table 2: 0.3865); 7 epochs"
+    assert printed[0].note == "lr as printed, mean-reduced loss: 0.3932 (Table 2: 0.3932); 7 epochs"
+    with pytest.raises(ValueError, match=r"^reading must be one of \['printed', 'summed'\], got 'mean'$"):
+        I.table2_configs("mean", 7)
+
+
+def _run(psnr, msssim, *, heldout=None, diverged=None, scales=5):
+    r = {"config": {"label": "MPE", "encoding": {"type": "multigrid", "resolutions": [8, 16], "features": 2},
+                    "lr": 0.4, "batch_size": 10, "epochs": 30},
+         "psnr": psnr, "msssim": msssim, "diverged": diverged, "msssim_scales": scales}
+    if heldout is not None:
+        r["psnr_heldout"] = heldout
+    return r
+
+
+def test_summarize_gives_mean_std_min_max_over_the_photos_that_finished():
+    runs = [_run(30.0, 0.9, heldout=25.0), _run(34.0, 0.7, heldout=27.0, scales=4),
+            _run(float("nan"), float("nan"), diverged={"epoch": 3}, scales=0)]
+    (row,) = I.summarize({"mpe": runs})
+    assert row == {"encoding": "mpe", "label": "MPE", "setting": "8, 16 nodes per side, k = 2", "lr": 0.4,
+                   "batch_size": 10, "epochs": 30, "images": 3, "diverged": 1,
+                   "psnr_mean": 32.0, "psnr_std": pytest.approx(math.sqrt(8.0)), "psnr_min": 30.0, "psnr_max": 34.0,
+                   "msssim_mean": pytest.approx(0.8), "msssim_std": pytest.approx(math.sqrt(0.02)),
+                   "msssim_min": 0.7, "msssim_max": 0.9,
+                   "heldout_mean": 26.0, "heldout_std": pytest.approx(math.sqrt(2.0)), "heldout_min": 25.0,
+                   "heldout_max": 27.0, "msssim_scales": [4, 5]}
+    (one,) = I.summarize({"mpe": [_run(30.0, 0.9)]})
+    assert one["psnr_std"] == 0.0 and math.isnan(one["heldout_mean"]) and math.isnan(one["heldout_std"])
+    assert math.isnan(one["heldout_min"]) and math.isnan(one["heldout_max"]) and one["diverged"] == 0
+
+
+def test_per_image_rows_and_the_psnr_order():
+    res = {"mpe": [_run(35.0, 0.9), _run(30.0, 0.8)], "ffe": [_run(33.0, 0.85), _run(31.0, 0.7)],
+           "baseline": [_run(29.0, 0.5), _run(29.5, 0.6)]}
+    rows = I.per_image(res, ["cat", "dog"])
+    assert rows[0] == {"image": "cat", "psnr_mpe": 35.0, "msssim_mpe": 0.9, "psnr_ffe": 33.0, "msssim_ffe": 0.85,
+                       "psnr_baseline": 29.0, "msssim_baseline": 0.5, "order_holds": True}
+    assert rows[1]["order_holds"] is False and rows[1]["image"] == "dog"
+    assert "order_holds" not in I.per_image({"mpe": res["mpe"]}, ["cat", "dog"])[0]
+
+
+def test_space_rows_describe_the_search_space():
+    rows = I.space_rows()
+    assert rows[0] == {"encoding": "all", "parameter": "lr", "range": "0.01 to 300", "scale": "log-uniform"}
+    assert rows[1] == {"encoding": "all", "parameter": "batch_size", "range": "8 to 256", "scale": "log-uniform integers"}
+    assert {"encoding": "fourier", "parameter": "levels", "range": "1 to 16", "scale": "uniform integers"} in rows
+    assert len(rows) == sum(len(v) for v in I.SEARCH_SPACE.values())
