@@ -212,3 +212,39 @@ def test_space_rows_describe_the_search_space():
     assert rows[1] == {"encoding": "all", "parameter": "batch_size", "range": "8 to 256", "scale": "log-uniform integers"}
     assert {"encoding": "fourier", "parameter": "levels", "range": "1 to 16", "scale": "uniform integers"} in rows
     assert len(rows) == sum(len(v) for v in I.SEARCH_SPACE.values())
+
+
+def test_claim_notes_word_for_word_and_the_order_rules():
+    rows = [{"encoding": n, "label": n.upper(), "setting": "S", "images": 5, "diverged": d, "psnr_mean": p,
+             "psnr_std": 1.25, "psnr_min": p - 2, "psnr_max": p + 2, "msssim_mean": s, "msssim_std": 0.125,
+             "msssim_min": s - 0.1, "msssim_max": s + 0.1}
+            for n, p, s, d in (("mpe", 40.0, 0.6, 1), ("ffe", 35.0, 0.4, 0), ("baseline", 30.0, 0.3, 0))]
+    order = {"resolved": 0.8, "ordered_resolved": 0.6, "ordered_all": 0.45}
+    imgs = [{"order_holds": True}] * 9 + [{"order_holds": False}, {"image": "x"}]       # 90 % of the judged ones
+    cl = {c["id"]: c for c in I.imagenet_claims(rows, imgs, order, "CTX.")}
+    assert cl["000.table2.psnr.mpe"]["note"] == ("MPE (S), mean over 4 photos, spread 1.2 (min 38.0, max 42.0); "
+                                                 "1 diverged. CTX.")
+    assert cl["000.table1.imagenet_msssim.ffe"]["note"] == "FFE (S), mean over 5 photos, spread 0.12 (min 0.30, max 0.50). CTX."
+    o = cl["000.table2.psnr_order"]
+    assert o["verdict"] == "holds" and o["ours"] == 0.9 and o["unit"] == "fraction of photos"
+    assert o["note"] == ("mean PSNR MPE 40.0, FFE 35.0, baseline 30.0 dB (MPE lead +5.0 dB; Table 2: 45.28, 33.47, "
+                         "29.94 dB); MPE > FFE > baseline on 90% of the photos. Holds when the means are so ordered "
+                         "and the order holds on >= 90 % of the photos. CTX.")
+    f = cl["000.fig5a.order"]
+    assert f["verdict"] == "approximately" and f["unit"] == "fraction of indices"
+    assert f["note"] == ("the mean end-of-training spectra are ordered MPE > FFE > baseline at 60% of the indices "
+                         "resolved in all three (80% of all; 45% of all indices counting the floor-clipped ones). Holds "
+                         "at >= 90 %, approximately at >= 50 %. CTX.")
+    for frac, verdict in ((0.5, "approximately"), (0.49, "fails")):
+        got = {c["id"]: c for c in I.imagenet_claims(rows, imgs, {**order, "ordered_resolved": frac}, "")}
+        assert got["000.fig5a.order"]["verdict"] == verdict
+    swapped = [dict(r, psnr_mean=r["psnr_mean"] if r["encoding"] != "ffe" else 41.0) for r in rows]
+    assert {c["id"]: c for c in I.imagenet_claims(swapped, imgs, order, "")}["000.table2.psnr_order"]["verdict"] \
+        == "approximately"                                                  # photos ordered, means not
+    few = [{"order_holds": True}, {"order_holds": False}, {"order_holds": False}]
+    assert {c["id"]: c for c in I.imagenet_claims(swapped, few, order, "")}["000.table2.psnr_order"]["verdict"] == "fails"
+    missing = {c["id"]: c for c in I.imagenet_claims(rows[:2], imgs, {**order, "ordered_resolved": float("nan")}, "C.")}
+    assert missing["000.table2.psnr.baseline"]["note"] == "no trained network for baseline. C."
+    assert missing["000.table2.psnr_order"]["note"] == "an encoding is missing. C."
+    assert missing["000.fig5a.order"]["note"] == ("no end-of-training spectra for all three encodings (or none "
+                                                  "resolved). C.")
