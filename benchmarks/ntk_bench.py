@@ -465,9 +465,10 @@ def _report(rec: dict, results: dict) -> None:
         return
     extra = f" (measured at N={rec['measured_n']}, extrapolated)" if rec.get("extrapolated") else ""
     diff = f", rel. diff {rec['rel_fro_vs_structured']:.1e}" if "rel_fro_vs_structured" in rec else ""
+    memory = (f"GPU peak {rec['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in rec   # on CUDA the GPU's memory counts
+              else f"peak RSS {rec['peak_rss_mb']:.0f} MB (+{rec['peak_delta_mb']:.0f})")
     print(f"  {rec['model']:<10} N={rec['n']:<6} {rec['method']:<16} {rec['median_s']:9.3f} s "
-          f"[{' '.join(f'{t:.3f}' for t in rec['times'])}]{extra}, peak RSS {rec['peak_rss_mb']:.0f} MB "
-          f"(+{rec['peak_delta_mb']:.0f}){diff}", flush=True)
+          f"[{' '.join(f'{t:.3f}' for t in rec['times'])}]{extra}, {memory}{diff}", flush=True)
 
 
 def _dense_rates(results: dict, peak: float) -> None:

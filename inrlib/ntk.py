@@ -193,11 +193,18 @@ def _check_inputs(model: nn.Module, x: Tensor, name: str = "x") -> None:
 def available_memory(device: torch.device) -> int:
     """Bytes that can reasonably be allocated on ``device``: on CUDA the driver's free memory plus what
     PyTorch's caching allocator holds reserved but unallocated (an earlier kernel's blocks, free for
-    reuse, which ``mem_get_info`` counts as used); else MemAvailable."""
+    reuse, which ``mem_get_info`` counts as used), capped by the process's share of the card when
+    ``torch.cuda.set_per_process_memory_fraction`` set one (processes sharing a GPU); else MemAvailable."""
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-        return int(free + max(0, cached))
+        free, total = torch.cuda.mem_get_info(device)
+        reserved = torch.cuda.memory_reserved(device)
+        cached = max(0, reserved - torch.cuda.memory_allocated(device))
+        get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+        index = device.index if device.index is not None else torch.cuda.current_device()   # it needs an index
+        fraction = get_fraction(index) if get_fraction is not None else 1.0
+        if fraction < 1.0:   # the allocator refuses to reserve past fraction * total
+            free = min(free, max(0, int(fraction * total) - reserved))
+        return int(free + cached)
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:

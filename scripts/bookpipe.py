@@ -149,8 +149,13 @@ def declared_parameters(nb, src: Path) -> dict[str, Any]:
         raise PipelineError(
             f"{rel(src)} has {len(cells)} cells tagged 'parameters'; it needs exactly one, e.g.\n"
             '# %% tags=["parameters"]\nprofile = "quick"\ndevice = "auto"\nseed = 0')
+    return parameters_in(cells[0].source, src)
+
+
+def parameters_in(source: str, src: Path) -> dict[str, Any]:
+    """Names (and literal defaults, else None) assigned in a ``parameters`` cell's ``source``."""
     try:
-        tree = ast.parse(cells[0].source)
+        tree = ast.parse(source)
     except SyntaxError as err:
         raise PipelineError(f"{rel(src)}: the parameters cell does not parse: {err}") from None
     found: dict[str, Any] = {}

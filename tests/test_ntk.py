@@ -428,8 +428,21 @@ def test_cuda_budget_counts_the_allocators_cached_blocks(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * gib, 80 * gib))
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 40 * gib)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 8 * gib)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    asked = []
+
+    def fraction_of(share):   # torch's own refuses a device without an index ("cuda"): ask with one
+        return lambda device: asked.append(device) or (share if isinstance(device, int) else 1 / 0)
+
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", fraction_of(1.0), raising=False)
     assert N.available_memory(torch.device("cuda")) == 42 * gib
     assert N._budget(None, torch.device("cuda")) == 21 * gib
+    # a process given a share of the card (set_per_process_memory_fraction) counts only its share
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", fraction_of(0.625), raising=False)
+    assert N.available_memory(torch.device("cuda")) == (50 - 40 + 32) * gib      # 0.625 * 80 = 50 GiB
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", fraction_of(0.25), raising=False)
+    assert N.available_memory(torch.device("cuda:1")) == 32 * gib                 # the share is spent: cache only
+    assert asked == [0, 0, 0, 1]
 
 
 def test_kernel_regression_takes_host_inputs_for_a_kernel_on_another_device():
