@@ -248,3 +248,139 @@ def test_claim_notes_word_for_word_and_the_order_rules():
     assert missing["000.table2.psnr_order"]["note"] == "an encoding is missing. C."
     assert missing["000.fig5a.order"]["note"] == ("no end-of-training spectra for all three encodings (or none "
                                                   "resolved). C.")
+
+
+def test_bundled_photo_labels_ids_bounds_and_the_default_seed():
+    from inrlib.data import IMAGENET_CLASS_NAMES
+    photos = I.image_list()
+    assert [p["label"] for p in photos] == [IMAGENET_CLASS_NAMES[p["id"]] for p in photos]
+    assert photos[0]["id"] == 243 and photos[0]["label"] == "bull mastiff"
+    assert I.image_list(n_images=5) == I.image_list(n_images=5, seed=0)
+    keep = sorted(np.random.default_rng(3).choice(20, 5, replace=False))
+    assert I.image_list(n_images=5, seed=3) == [photos[i] for i in keep]
+    assert I.image_list(n_images=20, seed=4) == photos            # every photo once: drawn without replacement
+    assert len(I.image_list(n_images=1)) == 1
+    for bad in (0, 21):
+        with pytest.raises(ValueError) as err:
+            I.image_list(n_images=bad)
+        assert str(err.value) == (f"n_images must be between 1 and 20 (the bundled photos), got {bad}; "
+                                  "for more photos pass imagenet_root (a local ImageNet folder)")
+
+
+def test_a_local_imagenet_folder_is_sampled_with_the_papers_100_synsets_by_default(monkeypatch):
+    import inrlib.data as D
+    from pathlib import Path
+    calls = []
+    monkeypatch.setattr(D, "sample_imagenet", lambda root, n, seed: calls.append((root, n, seed)) or
+                        [(Path("/in/n02/x.JPEG"), "n02"), (Path("/in/n07/y.JPEG"), "n07")])
+    assert I.image_list("/in") == [{"path": "/in/n02/x.JPEG", "label": "n02", "id": "n02"},
+                                   {"path": "/in/n07/y.JPEG", "label": "n07", "id": "n07"}]
+    I.image_list("/in", n_synsets=7, seed=5)
+    assert calls == [("/in", 100, 0), ("/in", 7, 5)]
+
+
+def test_imagenet_task_measures_the_end_diverges_cleanly_and_keeps_float32_kernels():
+    paths = [p["path"] for p in I.image_list(n_images=1, seed=0)]
+    # a kernel at epoch 1 only: the final prediction must come from the "end" measurement, not a kernel epoch
+    r, = I.imagenet_task("ffe-0", tiny("ffe"), paths, 8, [0], ntk_epochs=[1], ntk_dtype="float32")
+    assert r["name"] == "ffe-0" and r["path"] == paths[0] and r["shape"] == (8, 8, 3)
+    assert r["prediction"].dtype == np.float32 and r["truth"].dtype == np.float32
+    ev = r["snapshots"][1]["spectra"]["total"]
+    eps32 = float(np.finfo(np.float32).eps)           # a float64 kernel's floor would be 5e8 times lower
+    assert r["snapshots"][1]["floors"]["total"] == pytest.approx(64 * eps32 * max(abs(ev[0]), abs(ev[-1])), rel=1e-6)
+    # all 15 x 15 - 8 x 8 between-pixels even when they outnumber image_data's default of 1024 (side 24)
+    big, = I.imagenet_task("ffe-0", {**tiny("ffe"), "epochs": 1}, paths, 24, [0], ntk_epochs=[1])
+    assert big["n_heldout"] == 47 * 47 - 24 * 24
+    bad = {**tiny("mpe"), "lr": 1e12}
+    out = I.imagenet_task("mpe-0", bad, paths, 8, [2], ntk_epochs=[3])
+    d = out[0]
+    assert d["diverged"] is not None and d["prediction"] is None and d["msssim_scales"] == 0
+    assert all(math.isnan(d[k]) for k in ("psnr", "msssim", "psnr_heldout")) and d["n_heldout"] == 161
+    assert d["name"] == "mpe-0" and d["shape"] == (8, 8, 3)
+    with pytest.raises(ValueError) as err:
+        I.imagenet_task("x", tiny("ffe"), paths, 8, [0], ntk_epochs=[1], ntk_dtype="float16")
+    assert str(err.value) == "ntk_dtype must be 'float64' or 'float32', got 'float16'"
+    with pytest.raises(ValueError) as err:
+        I.imagenet_task("x", tiny("ffe"), paths, 8, [0, 1], ntk_epochs=[1])
+    assert str(err.value) == "one seed per image: 1 images, 2 seeds"
+
+
+def test_ms_ssim_scores_the_prediction_clamped_to_the_unit_range():
+    import torch
+    from inrlib.metrics import ms_ssim
+    rng = np.random.default_rng(0)
+    truth = rng.random((48, 48, 3)).astype(np.float32)
+    pred = (truth + rng.normal(0, 0.4, truth.shape)).astype(np.float32)     # well outside [0, 1] in places
+    assert pred.min() < -0.2 and pred.max() > 1.2
+    value, scales = I._ms_ssim(pred, truth)
+    ref, ref_scales = ms_ssim(torch.from_numpy(np.clip(pred, 0, 1)).double().permute(2, 0, 1)[None],
+                              torch.from_numpy(truth).double().permute(2, 0, 1)[None], return_scales=True)
+    assert value == pytest.approx(float(ref), rel=1e-12) and scales == int(ref_scales)
+
+
+def test_suggest_draws_each_parameter_on_its_stated_scale_and_builds_grids():
+    from inrlib.encodings import grid_resolutions
+
+    class Trial:
+        def __init__(self, values):
+            self.values, self.calls = values, []
+
+        def suggest_float(self, p, lo, hi, log=False):
+            self.calls.append((p, "float", lo, hi, log))
+            return self.values[p]
+
+        def suggest_int(self, p, lo, hi, log=False):
+            self.calls.append((p, "int", lo, hi, log))
+            return self.values[p]
+
+    t = Trial({"lr": 0.5, "batch_size": 16, "features": 2, "levels": 3, "min_resolution": 2, "max_resolution": 2})
+    changes = I.suggest(t, "multigrid")
+    assert t.calls == [tuple(row) for row in I.SEARCH_SPACE["common"] + I.SEARCH_SPACE["multigrid"]]
+    assert changes == {"lr": 0.5, "batch_size": 16,
+                       "encoding": {"features": 2, "resolutions": grid_resolutions(2, 2, 3, "log")}}
+    t = Trial({"lr": 1.0, "batch_size": 8, "features": 1, "levels": 2, "min_resolution": 300, "max_resolution": 20})
+    assert I.suggest(t, "multigrid")["encoding"]["resolutions"] == grid_resolutions(20, 300, 2, "log")
+    t = Trial({"lr": 1.0, "batch_size": 8, "levels": 5})
+    assert I.suggest(t, "fourier") == {"lr": 1.0, "batch_size": 8, "encoding": {"levels": 5}}
+    assert I.suggest(Trial({"lr": 2.0, "batch_size": 9}), "identity") == {"lr": 2.0, "batch_size": 9}
+
+
+def test_tune_task_scores_the_final_psnr_of_a_seeded_fit_and_names_its_study(monkeypatch):
+    import inrlib.experiments as E
+    import inrlib.train as T
+    from inrlib.data import load_image
+    seen = {}
+
+    def fake_tune(objective, base, space, *, n_trials, storage, study_name, seed):
+        seen.update(n_trials=n_trials, storage=storage, study_name=study_name, seed=seed, base=base)
+        seen["score"] = objective(base)
+        return {"ok": True}
+
+    monkeypatch.setattr(E, "tune", fake_tune)
+    assert I.tune_task("ffe", "camera", 8, 2, 3, "/tmp/s.sqlite3") == {"ok": True}
+    assert seen["study_name"] == "imagenet-ffe-8px-2ep-seed0" and seen["seed"] == 0
+    assert seen["storage"] == "/tmp/s.sqlite3" and seen["n_trials"] == 3 and seen["base"].epochs == 2
+    coords, targets, _ = load_image("camera", 8)
+    model = E.build_model(seen["base"], 2, int(targets.shape[1]), 0)
+    h = T.fit(model, coords, targets, **seen["base"].train_settings, seed=0, progress=False)
+    assert seen["score"] == h.psnr[-1] and seen["score"] != h.psnr[-2]
+    I.tune_task("ffe", "camera", 8, 2, 3, "/tmp/s.sqlite3", seed=4)
+    assert seen["study_name"] == "imagenet-ffe-8px-2ep-seed4" and seen["seed"] == 4
+
+    def diverge(*a, **k):
+        raise T.TrainingDiverged("boom", history=None, epoch=1, lr=1.0, optimizer="sgd", loss_value=float("inf"))
+
+    monkeypatch.setattr(T, "fit", diverge)
+    I.tune_task("ffe", "camera", 8, 2, 3, "/tmp/s.sqlite3")
+    assert math.isnan(seen["score"])
+
+
+def test_final_prediction_is_float32_on_the_pixels_and_the_heldout_points():
+    import torch
+    from inrlib.studies.scaling import image_data
+    d = image_data(I.image_list(n_images=1)[0]["path"], 6, heldout=10)
+    model = torch.nn.Linear(2, 3)
+    assert I._FinalPrediction(d)(model, 3, None, False) is None
+    out = I._FinalPrediction(d)(model, 3, None, True)
+    assert out["prediction"].dtype == np.float32 and out["prediction"].shape == (6, 6, 3)
+    np.testing.assert_allclose(out["heldout"], model(d["held_coords"]).detach().numpy(), rtol=1e-6)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
+import torch
 
 from inrlib.experiments import TABLE4, table4
 from inrlib.studies import occupancy as O
@@ -265,3 +266,67 @@ def test_occupancy_task_draws_its_points_as_documented(sphere_path, tmp_path, mo
     with pytest.raises(ValueError, match=r"^ntk_dtype must be 'float64' or 'float32', got 'float16'$"):
         O.occupancy_task("s", cfg.to_dict(), sphere_path, seed, 800, 64, 24, [0], 300, 1, 8, 200, 8,
                          ntk_dtype="float16")
+
+
+class _Ball(torch.nn.Module):
+    """An occupancy field known in closed form: sigmoid(60 (r - |x - c|)), a ball of radius r."""
+
+    def __init__(self, radius):
+        super().__init__()
+        self.centre = torch.nn.Parameter(torch.full((3,), 0.5))
+        self.radius = radius
+
+    def forward(self, x):
+        return torch.sigmoid(60 * (self.radius - (x - self.centre).norm(dim=-1, keepdim=True)))
+
+
+def test_surface_measure_reads_the_logit_kernel_then_the_level_set_chamfer_and_render(sphere_path):
+    """``_Surface`` against the same steps done by hand: the logit NTK's spectrum and floor at an NTK
+    epoch (none without a probe), and at the end the level set in the mesh's box widened by 0.02 and
+    clipped to the unit cube, its Chamfer-L1 and face count, and the render from CAMERA."""
+    from inrlib.data import load_mesh, occupancy_samples
+    from inrlib.experiments import RunConfig, build_model
+    from inrlib.ntk import empirical_ntk, rounding_floor, spectrum
+    from inrlib.render import chamfer_l1, extract_surface, render
+
+    m = load_mesh(sphere_path)
+    assert m.bounds[0].min() < 0.02 and m.bounds[1].max() > 0.98     # the widened box is clipped on both sides
+    held = {"uniform": occupancy_samples(m, 200, seed=1, box="mesh")}
+    probe, _ = occupancy_samples(m, 12, seed=2, box="mesh")
+    net = build_model(RunConfig.from_dict(O.table4_configs("dragon", epochs=1, hidden=(8, 8))[1].to_dict()), 3, 1, 0)
+    s = O._Surface(m, held, 12, 300, 16, 3, probe, torch.float32)
+    out = s(net, 0, {}, False)
+    K = empirical_ntk(O.logits(net), probe, dtype=torch.float32)
+    ev = spectrum(K)
+    assert set(out) == {"logit_spectrum", "logit_floor"} and out["logit_floor"] == rounding_floor(K, ev)
+    np.testing.assert_array_equal(out["logit_spectrum"], ev)
+    assert O._Surface(m, held, 12, 300, 16, 3)(net, 0, {}, False) is None          # no probe: nothing
+    assert s(net, 0, None, False) is None                                           # not a kernel epoch
+
+    ball = _Ball(0.3)
+    final = O._Surface(m, held, 12, 300, 16, 3, None)(ball, 5, None, True)
+    lo, hi = np.clip(m.bounds[0] - 0.02, 0, 1), np.clip(m.bounds[1] + 0.02, 0, 1)
+    surf = extract_surface(ball, 12, box=(lo, hi))
+    assert final["chamfer"] == chamfer_l1(surf, m, n=300, seed=3) and final["surface_faces"] == len(surf.faces)
+    eye = m.bounds.mean(axis=0) + np.asarray(O.CAMERA)
+    want = render(surf, 16, 16, eye=eye, target=m.bounds.mean(axis=0))["shaded"]
+    assert final["render"].dtype == np.float32
+    np.testing.assert_array_equal(final["render"], want.astype(np.float32))
+    assert final["iou"] == O._held_iou(ball, held)
+    assert set(O._Surface(m, held, 12, 300, 16, 3, surface=False)(ball, 5, None, True)) == {"iou"}
+
+    empty = O._Surface(m, held, 12, 300, 16, 3)(_Ball(-1.0), 5, None, True)       # occupancy 0 everywhere
+    from inrlib.render import EmptySurfaceError
+    with pytest.raises(EmptySurfaceError) as err:
+        extract_surface(_Ball(-1.0), 12, box=(lo, hi))
+    assert empty["no_surface"] == str(err.value) and empty["chamfer"] is None and "render" not in empty
+
+
+def test_occupancy_task_names_its_result_and_reports_the_end(sphere_path):
+    from inrlib.data import load_mesh
+    cfg = O.table4_configs("dragon", epochs=2, batch_size=64, hidden=(8, 8))[1]
+    r = O.occupancy_task("s-ffe", cfg.to_dict(), sphere_path, 1, 600, 64, 16, [1], 200, 5, 8, 200, 8, surface=False)
+    assert r["name"] == "s-ffe" and r["mesh"] == sphere_path and r["n_faces"] == len(load_mesh(sphere_path).faces)
+    # the last measure comes from the end of training although no kernel is taken there
+    assert r["final"] == {"iou": {"uniform": r["iou_curve"]["uniform"][-1], "near": r["iou_curve"]["near"][-1]}}
+    assert r["iou_curve"]["epochs"] == [0, 2]          # every 5th epoch, and the last

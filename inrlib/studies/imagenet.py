@@ -65,7 +65,7 @@ def image_list(imagenet_root: str | None = None, n_synsets: int = 100, n_images:
 
     if imagenet_root:
         return [{"path": str(p), "label": syn, "id": syn} for p, syn in sample_imagenet(imagenet_root, n_synsets, seed)]
-    photos = [{"path": str(p), "label": IMAGENET_CLASS_NAMES[c].split(",")[0], "id": int(c)} for p, c in imagenet_photos()]
+    photos = [{"path": str(p), "label": IMAGENET_CLASS_NAMES[c], "id": int(c)} for p, c in imagenet_photos()]
     if n_images is not None:
         if not 1 <= int(n_images) <= len(photos):
             raise ValueError(f"n_images must be between 1 and {len(photos)} (the bundled photos), got {n_images}; "
