@@ -295,3 +295,43 @@ def test_plot_counts_draws_one_segment_per_verdict_with_its_count():
     assert [t.get_text() for t in legend.get_texts()] == ["holds", "differs", "fails", "approximately", "not tested"]
     assert legend._ncols == 5                                              # one row, every verdict
     plt.close(fig)
+
+
+def test_toc_chapters_take_entries_written_with_or_without_py(tmp_path):
+    (tmp_path / "inrlib").mkdir()
+    (tmp_path / "book").mkdir()
+    for stem in ("theory", "scaling", "intro"):
+        (tmp_path / "book" / f"{stem}.py").write_text("# %%\n")
+    (tmp_path / "book" / "notes.md").write_text("# notes\n")
+    toc = tmp_path / "_toc.yml"
+    toc.write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/theory.py\n- file: book/notes\n"
+                   "- file: book/scaling\n- file: book/theory\n")
+    assert R.toc_chapters(toc) == ["theory", "scaling"]       # once each, Markdown and gathering pages left out
+
+
+def test_sources_dir_defaults_to_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "reproduction.py").write_text("# %%\n")
+    assert R.sources_dir(tmp_path) == tmp_path
+    assert R.sources_dir(tmp_path / "elsewhere") == tmp_path / "elsewhere" / "book"
+    monkeypatch.chdir(tmp_path)
+    assert R.sources_dir() == tmp_path
+    monkeypatch.chdir(ROOT)
+    assert R.sources_dir() == ROOT / "book"
+
+
+def test_counts_by_paper_takes_a_paper_it_does_not_list():
+    rows = [{"paper": "000", "verdict": "holds"}, {"paper": "999", "verdict": "fails"},
+            {"paper": "999", "verdict": "fails"}]
+    out = R.counts_by_paper(rows)
+    assert out["999"] == {"holds": 0, "approximately": 0, "differs": 0, "fails": 2, "not tested": 0}
+    assert out["all"]["fails"] == 2 and out["all"]["holds"] == 1 and out["000"]["holds"] == 1
+
+
+def test_require_complete_lists_every_problem_and_escaping_covers_quotes():
+    gathered = {"profile": "quick", "problems": ["theory: no results", "scaling: stale"], "missing": ["a.b", "c.d"]}
+    with pytest.raises(R.ReproductionError) as err:
+        R.require_complete(gathered)
+    assert str(err.value) == ("the reproduction table of profile 'quick' is incomplete:\n- theory: no results\n"
+                              "- scaling: stale\n- 2 paper values no chapter recorded: a.b, c.d")
+    R.require_complete({"profile": "quick", "problems": [], "missing": ["a.b"]}, allow_missing=True)
+    assert R._esc("<a href='x'>\"&") == "&lt;a href=&#x27;x&#x27;&gt;&quot;&amp;"

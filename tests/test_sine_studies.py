@@ -315,3 +315,41 @@ def test_photo_sweep_rows_are_the_members_own_fits(capsys):
         assert r["epoch_to_target"] == 1 and r["seconds_to_target"] > 0 and len(r["curve"]) == 3
     never = B.photo_sweep("camera", side, {"simple": [5.0]}, width=8, depth=1, epochs=2, target_psnr=1e9)
     assert never[0]["epoch_to_target"] is None and never[0]["seconds_to_target"] is None
+
+
+def test_expected_ntk_in_three_dimensions_where_the_variance_is_two_thirds():
+    """In 3D the first-layer variance is 2/3: the closed form's two Gaussians both scale with it (in
+    2D, where it is 1, multiplying or dividing by it cannot be told apart)."""
+    x = torch.tensor([[0.0, 0.0, 0.0], [0.3, 0.2, 0.6], [0.9, 0.5, 0.1], [0.1, 0.95, 0.4]], dtype=torch.float64)
+    Ks = torch.stack([empirical_ntk(B.sine_net("simple", 16, 1, dim=3, w=0.5, seed=s, dtype=torch.float64), x)
+                      for s in range(300)])
+    se = Ks.std(0) / math.sqrt(len(Ks))
+    E = B.expected_ntk(x, w=0.5, width=16)
+    assert float(((Ks.mean(0) - E).abs() / se).max()) < 4.5
+    s2 = 2 / 3                                   # the x + x' term with w^2 / s2 instead of w^2 s2: far off
+    summ, diff = torch.cdist(x, -x) ** 2, torch.cdist(x, x) ** 2
+    g, h_wrong = torch.exp(-0.25 * s2 * diff / 2), torch.exp(-0.25 / s2 * (summ + 4) / 2)
+    wrong = 16 * (g - h_wrong) / 2 + 2 * 0.25 * (x @ x.T + 1) * (g + h_wrong) / 2 + 1
+    assert float(((Ks.mean(0) - wrong).abs() / se).max()) > 6
+    # a second set of points in float32 is taken in float64 too
+    torch.testing.assert_close(B.expected_ntk(x, x[:2].float(), w=0.5, width=16), E[:, :2], rtol=1e-6, atol=0)
+
+
+def test_band_limited_signal_draws_its_terms_as_documented():
+    """f_1 = the maximum, the other frequencies U(1, max), amplitudes U(0.5, 1), phases U(0, 2 pi), in
+    that order from one seeded generator; the sum is scaled to a peak of 1."""
+    x = np.linspace(0, 1, 257)
+    rng = np.random.default_rng(11)
+    f = np.concatenate([[9.0], rng.uniform(1.0, 9.0, 4)])
+    a, phi = rng.uniform(0.5, 1.0, 5), rng.uniform(0, 2 * np.pi, 5)
+    y = sum(a[k] * np.sin(2 * np.pi * f[k] * x + phi[k]) for k in range(5))
+    np.testing.assert_allclose(B.band_limited_signal(x, 9.0, terms=5, seed=11), y / np.abs(y).max(), rtol=0, atol=1e-12)
+
+
+def test_measured_density_is_normalized_to_one_at_zero_frequency_at_any_scale():
+    x = np.linspace(0, 1, 64)
+    K = np.exp(-((x[:, None] - x[None]) ** 2) / (2 * 0.05 ** 2))
+    small, big = B.measured_bandwidth(1e-3 * K, x[1] - x[0]), B.measured_bandwidth(K, x[1] - x[0])
+    assert small["density"][0] == 1.0 and big["density"][0] == 1.0
+    np.testing.assert_allclose(small["density"], big["density"], rtol=0, atol=1e-12)
+    assert small["bandwidth"] == pytest.approx(big["bandwidth"], rel=1e-9)
