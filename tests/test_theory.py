@@ -1,4 +1,6 @@
 """Paper 000's kernel algebra by hand (inrlib.theory) against the engine, the Weyl chains, and the widgets' logic."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -372,3 +374,101 @@ def test_weyl_study_end_kernels_are_taken_after_training():
     assert end["lambda_max_total"] == pytest.approx(ev3[0], rel=1e-10)
     assert end["lambda_min_total"] == pytest.approx(ev3[-1], rel=1e-6, abs=1e-12)
     assert abs(ev3[0] - ev0[0]) > 1e-6 * ev0[0], "training should move the kernel"
+
+
+# ----------------------------------------------------------------------------- the Weyl study's helpers and plots
+def test_stage_epochs_by_name_or_epoch_and_their_bounds():
+    from inrlib.studies.weyl import _stage_epochs
+    assert _stage_epochs(("init", "middle", "end"), 9) == {"init": 0, "middle": 4, "end": 9}
+    assert _stage_epochs(["end"], 6) == {"end": 6}
+    assert _stage_epochs({"a": 0, "b": 7.0}, 7) == {"a": 0, "b": 7}
+    with pytest.raises(ValueError) as err:
+        _stage_epochs(("init", "late", "early"), 5)
+    assert str(err.value) == "stages ['late', 'early'] unknown; use 'init', 'middle', 'end' or a dict name -> epoch"
+    for bad in ({"x": -1}, {"x": 6}):
+        with pytest.raises(ValueError) as err:
+            _stage_epochs(bad, 5)
+        assert str(err.value) == f"stage epochs {bad} must lie in [0, epochs=5]"
+
+
+def test_psnr_at_reads_the_history_at_an_epoch():
+    from types import SimpleNamespace
+
+    from inrlib.studies.weyl import _psnr_at
+    h = SimpleNamespace(initial={"psnr": 11.0}, psnr=[12.0, 13.0, 14.0], epochs=[2, 4, 6])
+    assert _psnr_at(h, 0) == 11.0 and _psnr_at(h, 4) == 13.0 and _psnr_at(h, 6) == 14.0
+    assert math.isnan(_psnr_at(h, 5)) and math.isnan(_psnr_at(None, 4))
+    assert math.isnan(_psnr_at(SimpleNamespace(psnr=[1.0], epochs=[2, 4]), 2))       # misaligned: not trusted
+    assert math.isnan(_psnr_at(SimpleNamespace(), 0)) and math.isnan(_psnr_at(SimpleNamespace(), 3))
+
+
+def test_baseline_from_model_is_seeded():
+    from inrlib.studies.weyl import baseline_from_model, model_from_config
+    cfg = dict(name="c", encoding=dict(type="multigrid", resolutions=[4, 8], features=2), hidden=[8, 8], seed=3)
+    model = model_from_config(cfg, 2, 1)
+    a, b = baseline_from_model(model, 5), baseline_from_model(model, 5)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    torch.manual_seed(5)
+    want = model.without_encoding()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), want.parameters()))
+    assert not torch.equal(next(baseline_from_model(model, 6).parameters()), next(a.parameters()))
+
+
+def _weyl_spec():
+    total = np.array([4.0, 2.0, 1.0, 1e-3])
+    return {"total": total, "mlp": np.array([3.0, 1.5, 0.5, -1e-3]), "grid": np.array([1.0, 0.5, 0.2, 0.01]),
+            "base": np.array([2.5, 1.0, 0.0, 1e-20]), "floor_total": 1e-9, "floor_base": 1e-11}
+
+
+def test_plot_weyl_panel_draws_the_spectra_and_both_lower_bounds():
+    from matplotlib.colors import to_rgba
+    from matplotlib.figure import Figure
+
+    from inrlib.studies.weyl import plot_weyl_panel
+    spec = _weyl_spec()
+    ax = Figure().add_subplot()
+    plot_weyl_panel(ax, spec, title="grids 4,8 / end", legend=True)
+    lines = {l.get_label(): l for l in ax.get_lines()}
+    lam_n = 0.01
+    want = {"$\\lambda_i(K_{MLP})$, no encoding": (spec["base"], "C3", "-", 1.0),
+            "(b) $\\lambda_i(K_{MLP}) + \\lambda_n(K^+)$": (spec["base"] + lam_n, "C3", "--", 1.6),
+            "(a) $\\lambda_i(K_{mlp\\ on\\ \\gamma}) + \\lambda_n(K^+)$": (spec["mlp"] + lam_n, "C0", "--", 1.6),
+            "$\\lambda_i(K_{MPE})$": (spec["total"], "k", "-", 1.2)}
+    for label, (y, color, ls, lw) in want.items():
+        line = lines[label]
+        np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3, 4])
+        np.testing.assert_array_equal(line.get_ydata(), np.where(y > 0, y, np.nan))     # 0 and below: not drawn
+        assert to_rgba(line.get_color()) == to_rgba(color) and line.get_linestyle() == ls and line.get_linewidth() == lw
+    floors = {l.get_label(): l.get_ydata()[0] for l in ax.get_lines() if l.get_linestyle() == ":"}
+    assert floors == {"rounding floor, $K_{MPE}$": 1e-9, "rounding floor, no encoding": 1e-11}
+    # the axis stops 4 decades below the lowest floor: the 1e-20 eigenvalue below it is not shown
+    assert ax.get_xscale() == ax.get_yscale() == "log" and ax.get_ylim()[0] == pytest.approx(1e-15, rel=1e-12)
+    assert ax.get_title() == "grids 4,8 / end" and ax.get_xlabel() == "index $i$ (descending)"
+    assert ax.get_legend() is not None and ax.get_title(loc="center") == "grids 4,8 / end"
+    ax2 = Figure().add_subplot()
+    plot_weyl_panel(ax2, spec)
+    assert ax2.get_legend() is None and ax2.get_title() == ""
+
+
+def test_plot_ratio_draws_one_line_per_config_over_the_violation_band():
+    from matplotlib.colors import to_rgba
+    from matplotlib.figure import Figure
+
+    from inrlib.studies.weyl import plot_ratio
+    spectra = {("a", "end"): {"ratio": np.array([1.5, 1.2, 0.9])}, ("b", "end"): {"ratio": np.array([3.0, 2.5])},
+               ("a", "init"): {"ratio": np.array([9.0])}}
+    ax = Figure().add_subplot()
+    plot_ratio(ax, spectra, ["a", "b"], "end", title="end of training")
+    lines = [l for l in ax.get_lines() if l.get_label() in ("a", "b")]
+    assert [l.get_label() for l in lines] == ["a", "b"]
+    np.testing.assert_array_equal(lines[0].get_ydata(), [1.5, 1.2, 0.9])
+    np.testing.assert_array_equal(lines[1].get_xdata(), [1, 2])
+    assert to_rgba(lines[0].get_color()) == to_rgba("C0") and to_rgba(lines[1].get_color()) == to_rgba("C1")
+    unit = [l for l in ax.get_lines() if l.get_linestyle() == "--"]
+    assert len(unit) == 1 and list(unit[0].get_ydata()) == [1.0, 1.0]
+    lo, hi = ax.get_ylim()
+    assert lo <= 0.5 and hi >= 3.0
+    band = [p for p in ax.patches if p.get_label() == "ratio < 1: chain (b) violated"]
+    assert len(band) == 1
+    assert ax.get_title() == "end of training" and ax.get_xlabel() == "index $i$ (descending)"
+    assert ax.get_xscale() == ax.get_yscale() == "log"
