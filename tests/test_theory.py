@@ -294,7 +294,12 @@ def test_explorer_is_static_in_the_book_build_and_live_elsewhere(monkeypatch):
     assert STATIC_CLASS in explorer(axes, lambda i: f"{i}", live=False)._dom_classes
 
 
-def test_theory_static_explorer_pictures_are_the_live_explorers():
+def test_theory_static_explorer_pictures_are_the_live_explorers(monkeypatch):
+    import inrlib.widgets as W
+    # a smaller grid of settings than the page's (63 pictures there): the same code, a third of the pictures
+    monkeypatch.setattr(W, "STATIC_FOURIER_LEVELS", (2, 4))
+    monkeypatch.setattr(W, "STATIC_RESOLUTIONS", (8, 16, 32))
+    monkeypatch.setattr(W, "STATIC_LEVELS", (1, 2))
     from inrlib.widgets import STATIC_FOURIER_LEVELS, STATIC_LEVELS, STATIC_RESOLUTIONS, theory_static_explorer
     box = theory_static_explorer(n_points=8, width=4, dpi=20)
     dropdown = box.controls["encoding"]
