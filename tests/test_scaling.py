@@ -246,3 +246,80 @@ def test_float32_kernels_have_their_own_floor():
     np.testing.assert_allclose(r32["spectra"]["total"][:5], r64["spectra"]["total"][:5], rtol=1e-4)
     with pytest.raises(ValueError, match="ntk_dtype must be"):
         S.scaling_task(**common, ntk_dtype="half")
+
+
+# ----------------------------------------------------------------------------- the claim helpers, one by one
+def test_setting_text_of_each_encoding():
+    assert S.setting_text({"type": "identity"}) == "none"
+    assert S.setting_text({"type": "fourier", "levels": 8}) == "L = 8"
+    assert S.setting_text({"type": "multigrid", "resolutions": [100, 200], "features": 3}) == "100, 200 nodes per side, k = 3"
+    assert S.setting_text({"type": "multigrid", "resolutions": [64]}) == "64 nodes per side, k = 2"
+    assert S.setting_text({"type": "multigrid"}) == " nodes per side, k = 2"
+    assert S.setting_text({"type": "hashgrid"}) == "hashgrid"
+
+
+def test_kendall_tau_over_the_finite_pairs():
+    from scipy.stats import kendalltau
+    a, b = [1.0, 2.0, np.nan, 4.0, 3.0], [10.0, 30.0, 5.0, np.inf, 20.0]
+    assert S.kendall_tau(a, b) == pytest.approx(kendalltau([1.0, 2.0, 3.0], [10.0, 30.0, 20.0]).statistic, abs=1e-15)
+    assert S.kendall_tau([1, 2, 3], [3, 2, 1]) == -1.0
+    assert np.isnan(S.kendall_tau([1.0, np.nan], [2.0, 3.0])) and np.isnan(S.kendall_tau([1.0], [2.0]))
+    assert S.kendall_tau([1, 2], [5, 6]) == 1.0                      # two finite pairs are enough
+
+
+def _snapshots(ev_by_epoch, group="total"):
+    return {"snapshots": {e: {"spectra": {group: np.asarray(ev, float)}, "floors": {group: fl}}
+                          for e, (ev, fl) in ev_by_epoch.items()} | {99: {"measure": 1}}}
+
+
+def test_start_and_end_read_the_first_and_last_kernel_snapshot():
+    results = {"m": _snapshots({5: ([3.0], 1e-9), 0: ([1.0], 1e-10), 20: ([2.0], 1e-8)}),
+               "g": _snapshots({1: ([4.0], 0.1), 2: ([5.0], 0.2)}, group="grid")}
+    assert S._start(results, "m")[1] == 1e-10 and S._end(results, "m")[1] == 1e-8
+    assert S._start(results, "m")[0][0] == 1.0 and S._end(results, "m")[0][0] == 2.0
+    assert S._end(results, "g", "grid")[1] == 0.2 and S._start(results, "g", group="grid")[1] == 0.1
+
+
+def test_orders_text_of_each_kind():
+    assert S._orders_text({"kind": "noise", "value": float("nan")}) == "both at the rounding floor"
+    assert S._orders_text({"kind": "exact", "value": 2.345}) == "2.3"
+    assert S._orders_text({"kind": "lower bound", "value": 7.96}) == ">= 8.0"
+    assert S._orders_text({"kind": "upper bound", "value": -1.04}) == "<= -1.0"
+
+
+def test_orders_claims_measured_bounded_or_not_testable():
+    """The smallest eigenvalues' ratio against Table/abstract's 8 orders: measured when both are above
+    their floors, a lower bound that holds when only the baseline's is below, else not tested."""
+    rows = {"mpe": {"label": "Fine (MPE)"}, "base": {"label": "Baseline"}}
+    pid = "000.abstract.lambda_min.mpe_over_baseline"             # 8 orders of magnitude
+    mpe = np.logspace(2, -2, 11)                                 # min 1e-2, median 1, 10th pct ~ 10^-1.6
+    cases = {
+        "exact": (np.logspace(-4, -10, 11), 1e-12),    # min 1e-10: 8.0 orders, measured
+        "bound": (np.logspace(-4, -20, 11), 1e-14),    # min 1e-20 below 1e-14: >= 12 orders
+        "a_low": (np.logspace(-4, -10, 11), 1e-12),
+    }
+    for case, (base_ev, base_floor) in cases.items():
+        a_floor = 1.0 if case == "a_low" else 1e-12              # MPE's minimum 1e-2 below a floor of 1
+        results = {"mpe": _snapshots({10: (mpe, a_floor)}), "base": _snapshots({10: (base_ev, base_floor)})}
+        c = S._orders_claim(pid, "mpe", "base", results, rows, "ctx.")
+        at_min = {"exact": 8.0, "bound": 12.0, "a_low": np.log10(1.0 / 1e-10)}[case]
+        assert c["ours"] == pytest.approx(at_min, abs=1e-9), case
+        assert c["note"].startswith("Fine (MPE) over Baseline, end of training: at the minimum ") and c["note"].endswith("ctx.")
+        if case == "exact":
+            assert c["verdict"] == "holds" and "ours_bound" not in c
+            assert "at the minimum 8.0, median 7.0, 10th percentile 7.8 orders. ctx." in c["note"]
+        elif case == "bound":
+            assert c["verdict"] == "holds" and c["ours_bound"] == "lower bound"
+            assert ("at the minimum >= 12.0, median 12.0, 10th percentile >= 12.4 orders. " in c["note"]
+                    and "Baseline's smallest eigenvalue is below its float64 rounding floor: the ratio is at least this. ctx."
+                    in c["note"])
+        else:
+            assert c["verdict"] == "not tested" and c["ours_bound"] == "upper bound"
+            assert ("The smallest eigenvalue of Fine (MPE) is below its float64 rounding floor, so the ratio of minima "
+                    "is not measurable here (only the bound shown); the median and 10th percentile are measurements. ctx."
+                    in c["note"])
+    # a lower bound short of the paper's 8 orders by more than 0.5 cannot hold: not tested
+    results = {"mpe": _snapshots({10: (mpe, 1e-12)}), "base": _snapshots({10: (np.logspace(-4, -20, 11), 1e-9)})}
+    c = S._orders_claim(pid, "mpe", "base", results, rows, "ctx.")
+    assert c["ours"] == pytest.approx(7.0) and c["verdict"] == "not tested" and c["ours_bound"] == "lower bound"
+    assert "The smallest eigenvalue of Baseline is below" in c["note"]
