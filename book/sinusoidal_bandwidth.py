@@ -139,7 +139,8 @@ claims.append(claim("001.lemma1", gap, "holds" if gap <= 3 else "fails",
 from inrlib.data import load_image  # noqa: E402
 
 coords, _, _ = load_image(image, side, grayscale=True)
-acts = {k: S.layer_activations(S.sine_net(k, width, depth, dim=2, w=30.0, seed=seed), coords) for k in ("siren", "simple")}
+acts = {k: S.layer_activations(S.sine_net(k, width, depth, dim=2, w=30.0, seed=seed).to(dev), coords.to(dev))
+        for k in ("siren", "simple")}
 fig = Figure(figsize=(10, 4.2), layout="constrained")
 axes = fig.subplots(2, depth, sharex="row", sharey="row")
 for row, (k, lab) in enumerate((("siren", "SIREN (w0 = 30)"), ("simple", "simple (w = 30)"))):
@@ -173,8 +174,8 @@ display(Markdown(markdown_table(act_rows, {"network": "net", "layer": "layer", "
 conv = []
 for n in widths:
     E = S.expected_ntk(x1, w=5.0, width=n)
-    errs = [float((empirical_ntk(S.sine_net("simple", n, 1, w=5.0, seed=seed + s, dtype=torch.float64), x1) - E).norm()
-                  / E.norm()) for s in range(3)]
+    errs = [float((empirical_ntk(S.sine_net("simple", n, 1, w=5.0, seed=seed + s, dtype=torch.float64).to(dev),
+                                 x1.to(dev)).cpu() - E).norm() / E.norm()) for s in range(3)]
     conv.append({"width": n, "error": float(np.mean(errs)), "spread": float(np.std(errs))})
 slope = float(np.polyfit(np.log([c["width"] for c in conv]), np.log([c["error"] for c in conv]), 1)[0]) if len(conv) > 1 else float("nan")
 fig = Figure(figsize=(5.5, 3.6), layout="constrained")
@@ -205,7 +206,7 @@ spacing = 1.0 / (n_grid - 1)
 bw_rows, kernels = [], {}
 for d in (1, 2, 3):
     for w in ws:
-        K = empirical_ntk(S.sine_net("simple", width, d, w=w, seed=seed, dtype=torch.float64), x1).numpy()
+        K = empirical_ntk(S.sine_net("simple", width, d, w=w, seed=seed, dtype=torch.float64).to(dev), x1.to(dev)).cpu().numpy()
         m = S.measured_bandwidth(K, spacing)
         bw_rows.append({"depth": d, "w": w, "measured": m["bandwidth"], "predicted": S.predicted_bandwidth(w),
                         "tail": m["tail"], "shift_error": S.shift_invariance_error(K), "nyquist": 0.5 / spacing})
@@ -274,7 +275,7 @@ claims.append(claim("001.bandwidth_grows_with_w", min(taus), "holds" if min(taus
 # samples, so that the score measures interpolation, not memorization.
 
 # %% tags=["hide-input"]
-sweep_rows = S.tuning_sweep(frequencies, ws, epochs=fit_epochs, seed=seed)
+sweep_rows = S.tuning_sweep(frequencies, ws, epochs=fit_epochs, seed=seed, device=dev)
 best = {f: max((r for r in sweep_rows if r["max_frequency"] == f), key=lambda r: r["psnr_heldout"]) for f in frequencies}
 fig = Figure(figsize=(10, 3.6), layout="constrained")
 ax_p, ax_b = fig.subplots(1, 2)
@@ -321,7 +322,7 @@ claims.append(claim("001.best_w_tracks_signal_frequency", tau_f,
 
 # %% tags=["hide-input"]
 photo = S.photo_sweep(image, side, {"siren": [10.0, 30.0, 60.0, 120.0], "simple": [1.0, 3.0, 10.0, 30.0]},
-                      epochs=photo_epochs, target_psnr=target_psnr, seed=seed, width=min(width, 256))
+                      epochs=photo_epochs, target_psnr=target_psnr, seed=seed, width=min(width, 256), device=dev)
 best_p = {k: max((r for r in photo if r["kind"] == k), key=lambda r: r["psnr_heldout"]) for k in ("siren", "simple")}
 display(Markdown(markdown_table(photo, {
     "network": "kind", "w": "w", "lr": "lr", "training PSNR": "psnr_train", "held-out PSNR": "psnr_heldout",

@@ -147,7 +147,8 @@ display(Markdown(markdown_table([{"init": i, "z": z, **{k: r[k] for k in ("var",
 # %% tags=["hide-input"]
 coords, _, _ = load_image(image, side, grayscale=True)
 layer_nets = {"STAF": "STAF", "STAF (Laplace init)": "STAF (Laplace init)", "SIREN": "SIREN", "simple sine": "simple sine"}
-layer_acts = {lab: layer_activations(S.net(lab, width, depth, tau=tau, w0=w0, seed=seed), coords) for lab in layer_nets}
+layer_acts = {lab: layer_activations(S.net(lab, width, depth, tau=tau, w0=w0, seed=seed).to(dev), coords.to(dev))
+              for lab in layer_nets}
 ks_rows = []
 for lab, acts in layer_acts.items():
     row = {"network": lab}

@@ -353,3 +353,26 @@ def test_measured_density_is_normalized_to_one_at_zero_frequency_at_any_scale():
     assert small["density"][0] == 1.0 and big["density"][0] == 1.0
     np.testing.assert_allclose(small["density"], big["density"], rtol=0, atol=1e-12)
     assert small["bandwidth"] == pytest.approx(big["bandwidth"], rel=1e-9)
+
+
+@pytest.mark.parametrize("which", ["tuning", "photo"])
+def test_the_sweeps_train_on_the_device_they_are_given(which, monkeypatch):
+    """The sweeps hand fit_ensemble networks and data on ``device`` (PyTorch's ``meta`` device
+    stands in for a GPU: the call is stopped there, before any value is read)."""
+    import inrlib.train as T
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def spy(models, coords, targets, **kw):
+        seen["devices"] = {p.device.type for m in models for p in m.parameters()} | {coords.device.type, targets.device.type}
+        raise Stop
+
+    monkeypatch.setattr(T, "fit_ensemble", spy)
+    with pytest.raises(Stop):
+        if which == "tuning":
+            B.tuning_sweep([3.0], [2.0, 8.0], n_train=16, width=8, epochs=1, device="meta")
+        else:
+            B.photo_sweep("camera", 8, {"simple": [1.0]}, width=8, epochs=1, device=torch.device("meta"))
+    assert seen["devices"] == {"meta"}

@@ -175,27 +175,33 @@ def lemma1_check(width: int = 256, seed: int = 0, w0: float = 30.0) -> dict[str,
 
 
 def tuning_sweep(max_frequencies: Sequence[float], ws: Sequence[float], *, n_train: int = 64, width: int = 128,
-                 depth: int = 2, epochs: int = 1000, lr: float = 1e-3, seed: int = 0) -> list[dict[str, Any]]:
+                 depth: int = 2, epochs: int = 1000, lr: float = 1e-3, seed: int = 0,
+                 device: torch.device | str = "cpu") -> list[dict[str, Any]]:
     """Paper 001's tuning rule on 1D signals: for each maximum frequency, one simple sine network per
     ``w`` (trained together as an ensemble: the ``w`` are the members' own buffers) on ``n_train``
     samples in ``[0, 1]``, scored on the ``n_train - 1`` midpoints between them (interpolation, not
     memorization). Adam, full batch, MSE. Returns one row per (frequency, w) with ``psnr_train``,
-    ``psnr_heldout`` (peak-to-peak 2: the signals span ``[-1, 1]``) and the fitted curve on a fine grid."""
+    ``psnr_heldout`` (peak-to-peak 2: the signals span ``[-1, 1]``) and the fitted curve on a fine grid.
+    The networks train on ``device``; the rows hold host arrays."""
     from ..train import fit_ensemble
+    dev = torch.device(device)
+
+    def on_dev(v):
+        return torch.tensor(v, dtype=torch.float32, device=dev)[:, None]
+
     x = np.linspace(0, 1, n_train)
     mid = (x[:-1] + x[1:]) / 2
     fine = np.linspace(0, 1, 512)
     rows = []
     for k, f in enumerate(max_frequencies):
         y, ym, yf = (band_limited_signal(v, f, seed=seed + k) for v in (x, mid, fine))
-        models = [sine_net("simple", width, depth, w=w, seed=seed) for w in ws]
-        X = torch.tensor(x, dtype=torch.float32)[:, None]
-        hists = fit_ensemble(models, X, torch.tensor(y, dtype=torch.float32)[:, None], epochs=epochs, lr=lr,
+        models = [sine_net("simple", width, depth, w=w, seed=seed).to(dev) for w in ws]
+        hists = fit_ensemble(models, on_dev(x), on_dev(y), epochs=epochs, lr=lr,
                              optimizer="adam", batch_size=None, progress=False, data_range=2.0)
         for w, m, h in zip(ws, models, hists):
             with torch.no_grad():
-                pm = m(torch.tensor(mid, dtype=torch.float32)[:, None]).double().numpy().ravel()
-                pf = m(torch.tensor(fine, dtype=torch.float32)[:, None]).double().numpy().ravel()
+                pm = m(on_dev(mid)).double().cpu().numpy().ravel()
+                pf = m(on_dev(fine)).double().cpu().numpy().ravel()
             mse = float(np.mean((pm - ym) ** 2))
             rows.append({"max_frequency": float(f), "w": float(w), "psnr_train": h.psnr[-1] if h.psnr else float("nan"),
                          "psnr_heldout": 10 * math.log10(4.0 / mse) if mse > 0 else float("inf"),
@@ -211,24 +217,27 @@ PHOTO_LR = {"siren": 1e-4, "simple": 3e-3}
 
 def photo_sweep(image: str, side: int, ws: Mapping[str, Sequence[float]], *, width: int = 128, depth: int = 3,
                 epochs: int = 300, lrs: Mapping[str, float] = PHOTO_LR, target_psnr: float = 25.0,
-                seed: int = 0) -> list[dict[str, Any]]:
+                seed: int = 0, device: torch.device | str = "cpu") -> list[dict[str, Any]]:
     """SIREN and the simple network on a photo (grayscale, ``side`` px) for each of their ``w`` values
     (members of one ensemble per kind), Adam full batch at ``lrs[kind]``: final training and held-out PSNR (pixels halfway
     between the training pixels, :func:`inrlib.studies.scaling.image_data`), and the first epoch and
-    the wall time at which the training PSNR reaches ``target_psnr``."""
+    the wall time at which the training PSNR reaches ``target_psnr``. The networks train on
+    ``device``; the rows hold host arrays."""
     from ..metrics import psnr
     from ..train import fit_ensemble
     from .scaling import image_data
+    dev = torch.device(device)
     d = image_data(image, side, grayscale=True, heldout=(2 * side - 1) ** 2)
+    coords, held_coords = d["coords"].to(dev), d["held_coords"].to(dev)
     rows = []
     for kind, values in ws.items():
-        models = [sine_net(kind, width, depth, dim=2, w=w, seed=seed) for w in values]
-        hists = fit_ensemble(models, d["coords"], d["targets"], epochs=epochs, lr=lrs[kind], optimizer="adam",
+        models = [sine_net(kind, width, depth, dim=2, w=w, seed=seed).to(dev) for w in values]
+        hists = fit_ensemble(models, coords, d["targets"].to(dev), epochs=epochs, lr=lrs[kind], optimizer="adam",
                              batch_size=None, progress=False)
         for w, m, h in zip(values, models, hists):
             with torch.no_grad():
-                held = float(psnr(m(d["held_coords"]).double(), d["held_targets"].double()))
-                pred = m(d["coords"]).reshape(side, side).numpy()
+                held = float(psnr(m(held_coords).double().cpu(), d["held_targets"].double()))
+                pred = m(coords).reshape(side, side).cpu().numpy()
             reach = next((e for e, p in zip(h.epochs, h.psnr) if p >= target_psnr), None)
             per_epoch = float(np.mean(h.epoch_seconds)) / len(values) if h.epoch_seconds else float("nan")
             rows.append({"kind": kind, "w": float(w), "lr": lrs[kind], "psnr_train": h.psnr[-1], "psnr_heldout": held,
