@@ -376,3 +376,58 @@ def test_the_sweeps_train_on_the_device_they_are_given(which, monkeypatch):
         else:
             B.photo_sweep("camera", 8, {"simple": [1.0]}, width=8, epochs=1, device=torch.device("meta"))
     assert seen["devices"] == {"meta"}
+
+
+def _fake_histories(psnr_by_member, seconds=0.5):
+    from types import SimpleNamespace
+
+    def fake(models, coords, targets, **kw):
+        fake.kw = kw
+        return [SimpleNamespace(psnr=list(p), epochs=list(range(1, len(p) + 1)), epoch_seconds=[seconds] * len(p),
+                                stopped=None) for p in psnr_by_member[:len(models)]]
+    return fake
+
+
+def test_photo_sweep_rows_read_the_histories_and_the_untrained_networks(monkeypatch):
+    """With fit_ensemble replaced by a stand-in that trains nothing, every field of a row has an
+    independent value: the target epoch (the first at or above target_psnr), its seconds (epochs x
+    the ensemble's epoch time / members), held-out PSNR and prediction of the untouched networks."""
+    import inrlib.train as T
+    from inrlib.metrics import psnr
+    from inrlib.studies.scaling import image_data
+    fake = _fake_histories([[20.0, 25.0, 26.0], [10.0, 12.0, 24.9]], seconds=0.6)
+    monkeypatch.setattr(T, "fit_ensemble", fake)
+    rows = B.photo_sweep("camera", 8, {"simple": [1.0, 3.0]}, width=8, depth=2, epochs=3, target_psnr=25.0, seed=2)
+    assert fake.kw == {"epochs": 3, "lr": B.PHOTO_LR["simple"], "optimizer": "adam", "batch_size": None, "progress": False}
+    a, b = rows
+    assert (a["epoch_to_target"], b["epoch_to_target"]) == (2, None)
+    assert a["seconds_to_target"] == pytest.approx(2 * 0.6 / 2) and b["seconds_to_target"] is None
+    assert a["psnr_train"] == 26.0 and b["psnr_train"] == 24.9 and a["curve"] == [20.0, 25.0, 26.0]
+    assert (a["kind"], a["w"], a["lr"]) == ("simple", 1.0, B.PHOTO_LR["simple"])
+    d = image_data("camera", 8, grayscale=True, heldout=15 ** 2)
+    net = B.sine_net("simple", 8, 2, dim=2, w=3.0, seed=2)
+    with torch.no_grad():
+        assert b["psnr_heldout"] == pytest.approx(float(psnr(net(d["held_coords"]).double(), d["held_targets"].double())))
+        np.testing.assert_array_equal(b["prediction"], net(d["coords"]).reshape(8, 8).numpy().astype(np.float32))
+    assert b["prediction"].dtype == np.float32 and b["params"] == sum(p.numel() for p in net.parameters())
+    assert d["held_coords"].shape[0] == 15 * 15 - 8 * 8          # every between-pixel is held out
+
+
+def test_tuning_sweep_rows_read_the_histories_and_the_untrained_networks(monkeypatch):
+    import inrlib.train as T
+    fake = _fake_histories([[5.0, 7.0], []])
+    monkeypatch.setattr(T, "fit_ensemble", fake)
+    rows = B.tuning_sweep([3.0], [2.0, 8.0], n_train=16, width=8, depth=2, epochs=2, lr=0.01, seed=4)
+    assert fake.kw == {"epochs": 2, "lr": 0.01, "optimizer": "adam", "batch_size": None, "progress": False,
+                       "data_range": 2.0}
+    a, b = rows
+    assert a["psnr_train"] == 7.0 and math.isnan(b["psnr_train"])              # no epochs recorded: NaN
+    x = np.linspace(0, 1, 16)
+    mid = (x[:-1] + x[1:]) / 2
+    net = B.sine_net("simple", 8, 2, w=8.0, seed=4)
+    with torch.no_grad():
+        pm = net(torch.tensor(mid, dtype=torch.float32)[:, None]).double().numpy().ravel()
+    mse = np.mean((pm - B.band_limited_signal(mid, 3.0, seed=4)) ** 2)
+    assert b["psnr_heldout"] == pytest.approx(10 * math.log10(4.0 / mse), rel=1e-9)
+    assert (b["max_frequency"], b["w"], b["diverged"]) == (3.0, 8.0, None) and b["fit"].shape == (512,)
+    assert b["bandwidth"] == B.predicted_bandwidth(8.0)
