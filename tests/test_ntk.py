@@ -452,6 +452,20 @@ def test_cuda_budget_counts_the_allocators_cached_blocks(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", fraction_of(0.25), raising=False)
     assert N.available_memory(torch.device("cuda:1")) == 32 * gib                 # the share is spent: cache only
     assert asked == [0, 0, 0, 1]
+    # each query names the device asked about (another card's numbers would be wrong), and a cache
+    # with nothing unallocated adds nothing
+    queried = []
+
+    def per_device(value):
+        return lambda device=None: queried.append(device) or value
+
+    dev = torch.device("cuda", 1)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", per_device((6 * gib, 80 * gib)))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", per_device(9 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", per_device(9 * gib))
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", fraction_of(1.0), raising=False)
+    assert N.available_memory(dev) == 6 * gib
+    assert queried == [dev, dev, dev]
 
 
 def test_kernel_regression_takes_host_inputs_for_a_kernel_on_another_device():
