@@ -71,7 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rerun-survivors", action="store_true",
                     help="with --work: re-test only the mutants that survived the last run (after new tests; keep "
                          "--tests as it was: another test selection makes mutmut forget every verdict)")
+    ap.add_argument("--match", default=None,
+                    help="with --rerun-survivors: only the survivors whose name holds this text (e.g. a function name)")
     args = ap.parse_args(argv)
+    if args.match is not None and not args.rerun_survivors:
+        ap.error("--match selects among the survivors: use it with --rerun-survivors")
+    if args.rerun_survivors and args.work is None:
+        ap.error("--rerun-survivors needs the --work folder of an earlier run")
     if args.report:
         print(report(args.out))
         return 0
@@ -86,8 +92,6 @@ def main(argv: list[str] | None = None) -> int:
               "(`make mutants` does this)", file=sys.stderr)
         return 2
     mutmut = str(Path(sys.executable).parent / "mutmut")
-    if args.rerun_survivors and args.work is None:
-        ap.error("--rerun-survivors needs the --work folder of an earlier run")
     with contextlib.ExitStack() as stack:
         if args.work is None:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="inrlib-mutants-")))
@@ -127,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.rerun_survivors:
             listed = subprocess.run([mutmut, "results"], cwd=work, env=env, capture_output=True, text=True).stdout
             names = [line.split(":")[0].strip() for line in listed.splitlines() if line.strip().endswith("survived")]
+            names = [n for n in names if args.match is None or args.match in n]
             if not names:
                 print("mutants: no survivors recorded in --work; nothing to re-test", file=sys.stderr)
                 return 2
