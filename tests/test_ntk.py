@@ -996,3 +996,17 @@ def test_spectrum_refuses_non_matrices_with_named_types():
         spectrum(torch.tensor([[1.0, float("inf")], [float("inf"), 1.0]]))
     ev = spectrum(np.diag([2.0, 3.0, 1.0]).astype(np.float32))
     assert ev.dtype == np.float64 and ev.tolist() == [3.0, 2.0, 1.0]
+
+
+def test_host_budget_is_memavailable_or_eight_gib_without_it(monkeypatch):
+    from inrlib import ntk as N
+    with open("/proc/meminfo") as fh:
+        kib = next(int(line.split()[1]) for line in fh if line.startswith("MemAvailable:"))
+    got = N.available_memory(torch.device("cpu"))
+    assert abs(got - kib * 1024) < 512 * 2 ** 20 and got % 1024 == 0      # read again a moment later
+
+    def no_file(*a, **k):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr("builtins.open", no_file)
+    assert N.available_memory(torch.device("cpu")) == 8 * 2 ** 30
