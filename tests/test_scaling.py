@@ -323,3 +323,64 @@ def test_orders_claims_measured_bounded_or_not_testable():
     c = S._orders_claim(pid, "mpe", "base", results, rows, "ctx.")
     assert c["ours"] == pytest.approx(7.0) and c["verdict"] == "not tested" and c["ours_bound"] == "lower bound"
     assert "The smallest eigenvalue of Baseline is below" in c["note"]
+
+
+def test_summarize_reads_every_field_from_the_first_and_last_snapshots():
+    """A hand-made result: the last snapshot's measure gives the PSNRs, regions and end kernel
+    regression, the first snapshot's the initial one; sizes from the shape; MS-SSIM of the clamped
+    prediction; a missing measure gives NaN / None, a diverged run its epoch."""
+    from inrlib.metrics import ms_ssim
+    rng = np.random.default_rng(0)
+    truth = rng.random((20, 18, 3))
+    pred = np.clip(truth + rng.normal(0, 0.2, truth.shape), -0.5, 1.5)
+    last = {"psnr_train": 21.5, "psnr_heldout": 19.25, "regions": {"count": 37, "dense_count": 120},
+            "kr_psnr_train": 30.5, "kr_psnr_heldout": 18.5, "prediction": pred}
+    first = {"kr_psnr_train": 12.5, "kr_psnr_heldout": 11.5}
+    cfg = {"label": "Fine (MPE)", "encoding": {"type": "multigrid", "resolutions": [20], "features": 2}}
+    history = {"epochs": [1, 2, 3], "full_loss": [0.5, 5e-4, 1e-4], "loss": [9.0, 9.0, 9.0]}
+    results = {
+        "mpe_fine": {"snapshots": {5: {"measure": last}, 0: {"measure": first}, 2: {}}, "config": cfg,
+                     "diverged": None, "history": history, "shape": (20, 18, 3), "truth": truth, "seconds": 4.5},
+        "ffe_low": {"snapshots": {0: {}, 3: {}}, "config": {"label": "Low (FFE)", "encoding": {"type": "fourier", "levels": 4}},
+                    "diverged": {"epoch": 3}, "history": {"epochs": [1], "loss": [2.0]}, "shape": (4, 5, 1),
+                    "truth": None, "seconds": 1.0},
+    }
+    a, b = S.summarize(results)
+    want_ms, want_scales = ms_ssim(torch.from_numpy(np.clip(pred, 0, 1)).permute(2, 0, 1)[None],
+                                   torch.from_numpy(truth).permute(2, 0, 1)[None], return_scales=True)
+    assert a == {"encoding": "mpe_fine", "label": "Fine (MPE)", "kind": "mpe", "diverged_epoch": None, "last_epoch": 5,
+                 "psnr": 21.5, "psnr_heldout": 19.25, "msssim": pytest.approx(float(want_ms), rel=1e-12),
+                 "msssim_scales": int(want_scales), "loss_1e-3_epoch": 2, "final_loss": 1e-4, "regions": 37,
+                 "pixels": 360, "regions_dense": 120, "dense_points": (4 * 19 + 1) * (4 * 17 + 1),
+                 "kr_init_psnr": 12.5, "kr_init_psnr_heldout": 11.5, "kr_end_psnr": 30.5, "kr_end_psnr_heldout": 18.5,
+                 "seconds": 4.5, "setting": "20 nodes per side, k = 2"}
+    assert b["diverged_epoch"] == 3 and b["last_epoch"] == 3 and b["kind"] == "ffe" and b["setting"] == "L = 4"
+    assert all(np.isnan(b[k]) for k in ("psnr", "psnr_heldout", "msssim", "final_loss", "kr_init_psnr",
+                                        "kr_init_psnr_heldout", "kr_end_psnr", "kr_end_psnr_heldout"))
+    assert b["msssim_scales"] == 0 and b["regions"] is None and b["regions_dense"] is None and b["pixels"] == 20
+    assert b["loss_1e-3_epoch"] is None and b["dense_points"] == 13 * 17
+    assert S.summarize(results, threshold=0.6)[0]["loss_1e-3_epoch"] == 1
+    assert S.summarize({"odd": {**results["ffe_low"]}})[0]["kind"] == "?"
+
+
+def test_loss_below_epoch_prefers_the_full_data_loss():
+    assert S.loss_below_epoch({"epochs": [2, 4, 6], "full_loss": [1.0, 1e-3, 1e-4], "loss": [1e-9] * 3}) == 6
+    assert S.loss_below_epoch({"epochs": [2, 4], "loss": [1.0, 1e-5]}) == 4
+    assert S.loss_below_epoch({"epochs": [2, 4], "full_loss": [], "loss": [1e-5, 1.0]}, threshold=1e-4) == 2
+    assert S.loss_below_epoch({"epochs": [1], "loss": [1.0]}) is None and S.loss_below_epoch({}) is None
+
+
+def test_probe_task_reports_a_finished_or_a_diverged_run():
+    """The probe's numbers are those of the same seeded fit done here; a diverged one says at which
+    epoch, with the first sentence of the error."""
+    from inrlib.experiments import build_model
+    from inrlib.train import fit
+    cfg = S.scaled_configs(8, lr=0.1, epochs=3, batch_size=16, hidden=(8, 8))[0]
+    ok = S.probe_task(cfg.name, cfg.to_dict(), "camera", 8, True, 2)
+    data = S.image_data("camera", 8, grayscale=True, heldout=0)
+    h = fit(build_model(cfg, 2, 1, 2), data["coords"], data["targets"], **cfg.train_settings, seed=2, progress=False)
+    assert ok == {"diverged": False, "epoch": None, "loss": h.full_loss[-1], "psnr": h.psnr[-1]}
+    bad = S.probe_task(cfg.name, cfg.replace(lr=1e12).to_dict(), "camera", 8, True, 2)
+    assert bad["diverged"] is True and bad["epoch"] == 1 and bad["psnr"] is None
+    assert bad["message"].startswith("training diverged") and ". " not in bad["message"]
+    assert not abs(bad["loss"]) < 1e6                                   # huge, infinite or NaN
