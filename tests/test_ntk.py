@@ -43,6 +43,24 @@ def test_structured_equals_jacobian_for_every_encoding(encoding, dim):
     assert rel(K, R) < TOL
 
 
+@pytest.mark.parametrize("encoding", list(ENCODINGS))
+def test_structured_kernel_in_chunks_equals_the_jacobian_reference(encoding):
+    """Forward and backward passes in chunks of 7 points (the last one short; N = 30 and a second set
+    of 17): captures, sensitivities and inputs are joined across chunks, for every group and for the
+    cross kernel, with STAF's per-sample sites among them."""
+    torch.manual_seed(5)
+    model = CoordinateMLP(ENCODINGS[encoding](2), [12, 12], 2, "staf", tau=2)
+    x, x2 = torch.rand(30, 2), torch.rand(17, 2)
+    for outputs in ("trace", "full"):
+        K = empirical_ntk(model, x, groups=True, outputs=outputs, method="structured", chunk_size=7)
+        R = empirical_ntk(model, x, groups=True, outputs=outputs, method="jacobian")
+        assert set(R) <= set(K), (outputs, encoding)   # the structured engine also names each grid level
+        for g in R:      # no grid in some encodings: its kernel is exactly zero
+            assert (rel(K[g], R[g]) < TOL) if float(R[g].norm()) > 0 else float(K[g].abs().max()) == 0, (outputs, g)
+    C = empirical_ntk(model, x, x2, method="structured", chunk_size=7)
+    assert C.shape == (30, 17) and rel(C, empirical_ntk(model, x, x2, method="jacobian")) < TOL
+
+
 @pytest.mark.parametrize("activation,param", [("relu", "ntk"), ("relu", "standard"), ("tanh", "ntk"),
                                               ("sine", "ntk"), ("simple_sine", "ntk"), ("staf", "ntk")])
 @pytest.mark.parametrize("outputs,channels", [("trace", 1), ("trace", 3), ("full", 3)])
@@ -1010,3 +1028,25 @@ def test_host_budget_is_memavailable_or_eight_gib_without_it(monkeypatch):
 
     monkeypatch.setattr("builtins.open", no_file)
     assert N.available_memory(torch.device("cpu")) == 8 * 2 ** 30
+
+
+def test_a_module_owning_a_parameter_list_is_one_site_with_all_its_parameters():
+    """A layer with its own weight and a ParameterList of biases: one per-sample site that owns them
+    all (the container is not a site of its own), its kernel equal to the Jacobian reference."""
+    from inrlib.ntk import _sites
+
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(2, 5))
+            self.extra = nn.ParameterList([nn.Parameter(torch.randn(5)), nn.Parameter(torch.randn(5))])
+
+        def forward(self, x):
+            return torch.tanh(x @ self.w + self.extra[0]) * self.extra[1]
+
+    torch.manual_seed(1)
+    model = nn.Sequential(Odd(), nn.Linear(5, 1))
+    sites = {s.name: (s.kind, s.params) for s in _sites(model)}
+    assert sites == {"0": ("per_sample", ["w", "extra.0", "extra.1"]), "1": ("rule", ["weight", "bias"])}
+    x = torch.rand(9, 2)
+    assert rel(empirical_ntk(model, x, method="structured", chunk_size=4), empirical_ntk(model, x, method="jacobian")) < TOL
