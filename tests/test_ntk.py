@@ -1050,3 +1050,16 @@ def test_a_module_owning_a_parameter_list_is_one_site_with_all_its_parameters():
     assert sites == {"0": ("per_sample", ["w", "extra.0", "extra.1"]), "1": ("rule", ["weight", "bias"])}
     x = torch.rand(9, 2)
     assert rel(empirical_ntk(model, x, method="structured", chunk_size=4), empirical_ntk(model, x, method="jacobian")) < TOL
+
+
+def test_weyl_check_sums_in_float64_and_a_zero_matrix_has_zero_relative_slack():
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((12, 12))
+    B = rng.standard_normal((12, 12))
+    A32, B32 = torch.tensor(A @ A.T, dtype=torch.float32), torch.tensor(B @ B.T / 7, dtype=torch.float32)
+    got, want = weyl_check(A32, B32), weyl_check(A32.double(), B32.double())
+    for key in ("lambda_sum", "slack", "bound"):
+        np.testing.assert_array_equal(got[key], want[key])        # the sum is formed in float64, not float32
+    assert got["floor"] == want["floor"]
+    zero = weyl_check(np.zeros((5, 5)), np.zeros((5, 5)))
+    assert zero["min_relative_slack"] == 0.0 and zero["holds"] and zero["floor"] == 0.0
