@@ -1063,3 +1063,37 @@ def test_weyl_check_sums_in_float64_and_a_zero_matrix_has_zero_relative_slack():
     assert got["floor"] == want["floor"]
     zero = weyl_check(np.zeros((5, 5)), np.zeros((5, 5)))
     assert zero["min_relative_slack"] == 0.0 and zero["holds"] and zero["floor"] == 0.0
+
+
+def test_rounding_floor_computes_the_spectrum_itself_and_reads_numpy_dtypes():
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((9, 9))
+    K = A @ A.T
+    ev = np.linalg.eigvalsh(K)
+    for dtype, eps in ((torch.float64, 2.0 ** -52), (torch.float32, 2.0 ** -23)):
+        Kt = torch.tensor(K, dtype=dtype)
+        lam = np.linalg.eigvalsh(Kt.double().numpy())
+        assert rounding_floor(Kt) == pytest.approx(9 * eps * max(abs(lam[0]), abs(lam[-1])), rel=1e-12)
+    assert rounding_floor(K.astype(np.float32)) == pytest.approx(9 * 2.0 ** -23 * abs(ev[-1]), rel=1e-6)
+    assert rounding_floor(K) == pytest.approx(9 * 2.0 ** -52 * abs(ev[-1]), rel=1e-12)
+    assert rounding_floor(K, np.array([5.0, -7.0])) == 9 * 2.0 ** -52 * 7.0            # given eigenvalues: used
+
+
+def test_spectrum_refusals_word_for_word():
+    K = torch.eye(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="^" + re.escape(
+            "the kernel has NaN or infinite entries; check the model's outputs and parameters") + "$"):
+        spectrum(K * float("nan"))
+    asym = K.clone()
+    asym[0, 1] = 0.5
+    with pytest.raises(ValueError, match=re.escape(
+            "; pass a kernel K(x, x) (not a cross-kernel), or symmetrize it with (K + K.T) / 2") + "$"):
+        spectrum(asym)
+    with pytest.raises(ValueError, match=re.escape(
+            "; an NTK is positive semi-definite, so the matrix is not one (or was computed in too low a "
+            "precision: use float64)") + "$"):
+        spectrum(torch.diag(torch.tensor([1.0, -0.5], dtype=torch.float64)))
+    # a 1 x 1 negative "kernel" is refused too, and a tolerance exactly at the asymmetry passes
+    with pytest.raises(ValueError, match="indefinite"):
+        spectrum(torch.tensor([[-1.0]], dtype=torch.float64))
+    np.testing.assert_array_equal(spectrum(torch.tensor([[2.0]], dtype=torch.float64)), [2.0])
