@@ -1097,3 +1097,45 @@ def test_spectrum_refusals_word_for_word():
     with pytest.raises(ValueError, match="indefinite"):
         spectrum(torch.tensor([[-1.0]], dtype=torch.float64))
     np.testing.assert_array_equal(spectrum(torch.tensor([[2.0]], dtype=torch.float64)), [2.0])
+
+
+@pytest.mark.parametrize("outputs", ["trace", "full"])
+def test_ntk_vp_refuses_exactly_above_its_stated_need(outputs):
+    """The kernel plus two column blocks of cotangents, (n1 n2 [c^2] + 2 chunk (n1 + n2) c) x 8 bytes."""
+    torch.manual_seed(0)
+    model = CoordinateMLP(IdentityEncoding(2), [6], 3, "relu").double()
+    x1, x2 = torch.rand(5, 2, dtype=torch.float64), torch.rand(4, 2, dtype=torch.float64)
+    need = (5 * 4 * (1 if outputs == "trace" else 9) + 2 * 2 * (5 + 4) * 3) * 8
+    K = empirical_ntk(model, x1, x2, outputs=outputs, method="ntk_vp", chunk_size=2, memory_budget=need)
+    assert rel(K, empirical_ntk(model, x1, x2, outputs=outputs, method="jacobian")) < TOL
+    with pytest.raises(NTKMemoryError) as err:
+        empirical_ntk(model, x1, x2, outputs=outputs, method="ntk_vp", chunk_size=2, memory_budget=need - 1)
+    assert str(err.value).startswith(f"the 5 x 4 kernel (3 outputs, {outputs}) and its column blocks need ")
+    assert str(err.value).endswith("GiB; use fewer points or a smaller chunk_size")
+
+
+def test_operator_default_chunks_and_its_scipy_view_takes_blocks_of_vectors():
+    torch.manual_seed(2)
+    model = CoordinateMLP(FourierEncoding(2, 2), [8], 1, "relu")
+    x = torch.rand(11, 2)
+    assert NTKOperator(model, x, method="structured").chunk == NTKOperator.STRUCTURED_CHUNK == 4096   # on the CPU
+    assert NTKOperator(model, x, method="autodiff").chunk == 16384
+    op = NTKOperator(model, x)
+    K = empirical_ntk(model, x).numpy()
+    V = np.random.default_rng(0).standard_normal((11, 3)).astype(np.float32)
+    lin = op.as_scipy()
+    got = lin.matmat(V)
+    assert got.dtype == np.float64 and got.shape == (11, 3)
+    np.testing.assert_allclose(got, K @ V.astype(np.float64), rtol=1e-9, atol=1e-9 * np.abs(K).max())
+    np.testing.assert_allclose(lin.matvec(V[:, 0]), K @ V[:, 0].astype(np.float64), rtol=1e-9,
+                               atol=1e-9 * np.abs(K).max())
+
+
+def test_a_model_without_mlp_parameters_has_a_zero_mlp_kernel_of_the_kernels_dtype():
+    torch.manual_seed(3)
+    enc = MultigridEncoding(2, [4, 7], 1)
+    x = torch.rand(6, 2)
+    head = nn.Linear(enc(x).shape[1], 1, bias=False).requires_grad_(False)     # frozen: the grid is all there is
+    K = empirical_ntk(nn.Sequential(enc, head), x, groups=True)
+    assert K["mlp"].dtype == torch.float64 and float(K["mlp"].abs().max()) == 0.0
+    assert rel(K["grid"], K["total"]) < TOL and float(K["total"].norm()) > 0
