@@ -477,3 +477,44 @@ def test_plot_ratio_draws_one_line_per_config_over_the_violation_band():
     assert len(band) == 1
     assert ax.get_title() == "end of training" and ax.get_xlabel() == "index $i$ (descending)"
     assert ax.get_xscale() == ax.get_yscale() == "log"
+
+
+def test_weyl_claims_notes_and_units_word_for_word():
+    from inrlib.studies.weyl import APPROX_MAX_FRACTION, APPROX_MIN_RATIO, weyl_claims
+    s = {"n_cases": 1, "chain_a_holds_all": True, "chain_a_min_slack_over_tol": 12.3456, "chain_b_holds": 0,
+         "chain_b_approximately": 1, "chain_b_fails": 0, "chain_b_worst_ratio": 0.98765, "chain_b_worst_case": "g / end"}
+    a, b = weyl_claims(s)                                   # one case is enough to judge
+    assert a["note"] == "every one of 1 cases (configs x stages) holds; smallest slack 12.3 x the rounding tolerance"
+    assert a["unit"] == b["unit"] == "fraction of cases"
+    assert b["note"] == (f"of 1 cases 0 hold, 1 approximately (violations at <= {APPROX_MAX_FRACTION:.0%} of the indices, "
+                         f"worst ratio >= {APPROX_MIN_RATIO:g}), 0 fail; worst ratio 0.988 (g / end)")
+    a, _ = weyl_claims({**s, "chain_a_holds_all": False})
+    assert a["note"].startswith("not every one of 1 cases")
+    with pytest.raises(ValueError) as err:
+        weyl_claims({**s, "n_cases": 0})
+    assert str(err.value) == "the Weyl summary has no cases (n_cases = 0): nothing to judge"
+
+
+def test_plot_weyl_panel_styles_floors_title_and_legend():
+    from matplotlib.colors import to_rgba
+    from matplotlib.figure import Figure
+
+    from inrlib.studies.weyl import plot_weyl_panel
+    ax = Figure().add_subplot()
+    plot_weyl_panel(ax, _weyl_spec(), title="t", legend=True)
+    floors = {l.get_label(): to_rgba(l.get_color()) for l in ax.get_lines() if l.get_linestyle() == ":"}
+    assert floors == {"rounding floor, $K_{MPE}$": to_rgba("k"), "rounding floor, no encoding": to_rgba("C3")}
+    assert ax.title.get_fontsize() == 9
+    legend = ax.get_legend()
+    assert legend._loc == 3 and all(t.get_fontsize() == 7 for t in legend.get_texts())   # 3: "lower left"
+    assert any(line.get_visible() for line in ax.xaxis.get_gridlines())
+
+
+def test_plot_ratio_title_size_and_grid():
+    from matplotlib.figure import Figure
+
+    from inrlib.studies.weyl import plot_ratio
+    ax = Figure().add_subplot()
+    plot_ratio(ax, {("a", "end"): {"ratio": np.array([1.5, 0.8])}}, ["a"], "end")
+    assert ax.get_title() == "" and ax.title.get_fontsize() == 9
+    assert any(line.get_visible() for line in ax.yaxis.get_gridlines())
