@@ -518,3 +518,65 @@ def test_plot_ratio_title_size_and_grid():
     plot_ratio(ax, {("a", "end"): {"ratio": np.array([1.5, 0.8])}}, ["a"], "end")
     assert ax.get_title() == "" and ax.title.get_fontsize() == 9
     assert any(line.get_visible() for line in ax.yaxis.get_gridlines())
+
+
+def test_kernels_at_epochs_trains_only_when_an_epoch_needs_it():
+    from inrlib.studies.weyl import _kernels_at_epochs
+    calls = []
+
+    def trainer(model, coords, targets, **kw):
+        calls.append(kw)
+        for e in kw["snapshot_epochs"]:
+            kw["callbacks"]["ntk"](model, e, None)
+        return "history"
+
+    model = torch.nn.Linear(2, 1)
+    x, y = torch.rand(4, 2), torch.rand(4, 1)
+    assert _kernels_at_epochs(model, x, y, [], {}, 0, trainer, lambda m: 1 / 0) == ({}, None)
+    assert _kernels_at_epochs(model, x, y, [0], {}, 0, trainer, lambda m: m) == ({0: model}, None) and not calls
+    kernels, history = _kernels_at_epochs(model, x, y, [6, 0, 3, 3], {"lr": 0.5, "progress": True}, 7, trainer,
+                                          lambda m: "K")
+    assert kernels == {0: "K", 3: "K", 6: "K"} and history == "history"
+    assert calls == [{"epochs": 6, "seed": 7, "snapshot_epochs": [0, 3, 6], "callbacks": calls[0]["callbacks"],
+                      "progress": True, "lr": 0.5}] and list(calls[0]["callbacks"]) == ["ntk"]
+    _kernels_at_epochs(model, x, y, [2], {"lr": 0.5}, 1, trainer, lambda m: "K")
+    assert calls[-1]["progress"] is False                       # quiet unless the settings say otherwise
+
+    def lazy(model, coords, targets, **kw):
+        return "h"
+
+    with pytest.raises(RuntimeError) as err:
+        _kernels_at_epochs(model, x, y, [0, 2], {}, 0, lazy, lambda m: "K")
+    assert str(err.value) == "the trainer did not call the snapshot callback at epochs [0, 2]"
+    k, h = _kernels_at_epochs(torch.nn.Linear(2, 1), x, y, [1], {"lr": 0.1}, 0, None, lambda m: "K")   # inrlib's fit
+    assert k == {1: "K"} and h.epochs == [1]
+
+
+def test_chain_b_verdict_boundaries():
+    from inrlib.studies.weyl import APPROX_MAX_FRACTION, APPROX_MIN_RATIO
+    row = {"c_holds": False, "c_fraction_fail": APPROX_MAX_FRACTION, "c_worst_ratio": APPROX_MIN_RATIO}
+    assert chain_b_verdict(row) == "approximately"                 # both limits are inclusive
+    assert chain_b_verdict({**row, "c_worst_ratio": float("nan")}) == "approximately"
+    assert chain_b_verdict({**row, "c_fraction_fail": APPROX_MAX_FRACTION * 1.01}) == "fails"
+    assert chain_b_verdict({**row, "c_worst_ratio": APPROX_MIN_RATIO * 0.99}) == "fails"
+    assert chain_b_verdict({**row, "c_holds": True}) == "holds"
+
+
+def test_weyl_study_on_the_first_points_with_unnamed_configs_and_their_own_settings():
+    torch.manual_seed(0)
+    coords, targets = torch.rand(12, 2), torch.rand(12, 1)
+    grid = {"type": "multigrid", "resolutions": [3, 5], "features": 1}
+    seen = []
+
+    def trainer(model, x, y, **kw):
+        seen.append((kw["seed"], kw["lr"], x.shape[0]))
+        from inrlib.train import fit
+        return fit(model, x, y, **kw)
+
+    out = weyl_study([{"encoding": grid, "hidden": [6], "train": {"lr": 0.05}},
+                      {"encoding": grid, "hidden": [6], "seed": 3}], (coords, targets), ("end",), epochs=1,
+                     train={"lr": 0.2, "batch_size": 4}, ntk_points=7, fit=trainer)
+    assert [r["config"] for r in out["rows"]] == ["config0", "config1"]
+    assert all(s["total"].size == 7 for s in out["spectra"].values())         # the first 7 points only
+    # config0: seed 0 and its own lr for both networks; config1: seed 3 and the common lr
+    assert seen == [(0, 0.05, 12), (0, 0.05, 12), (3, 0.2, 12), (3, 0.2, 12)]
