@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                          "318 'timeouts' of inrlib/train.py survived when rerun at 15. A changed value re-tests "
                          "the timeouts only")
     ap.add_argument("--rerun-survivors", action="store_true",
-                    help="with --work: re-test only the mutants that survived the last run (after new tests; keep "
+                    help="with --work: re-test only the mutants that survived the last run or that no test reached (after new tests; keep "
                          "--tests as it was: another test selection makes mutmut forget every verdict)")
     ap.add_argument("--match", default=None,
                     help="with --rerun-survivors: only the survivors whose name holds this text (e.g. a function name)")
@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         names: list[str] = []
         if args.rerun_survivors:
             listed = subprocess.run([mutmut, "results"], cwd=work, env=env, capture_output=True, text=True).stdout
-            names = [line.split(":")[0].strip() for line in listed.splitlines() if line.strip().endswith("survived")]
+            names = [line.split(":")[0].strip() for line in listed.splitlines()      # "no tests" counts as survived
+                     if line.strip().endswith(("survived", "no tests"))]
             names = [n for n in names if args.match is None or args.match in n]
             if not names:
                 print("mutants: no survivors recorded in --work; nothing to re-test", file=sys.stderr)
