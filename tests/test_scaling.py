@@ -384,3 +384,129 @@ def test_probe_task_reports_a_finished_or_a_diverged_run():
     assert bad["diverged"] is True and bad["epoch"] == 1 and bad["psnr"] is None
     assert bad["message"].startswith("training diverged") and ". " not in bad["message"]
     assert not abs(bad["loss"]) < 1e6                                   # huge, infinite or NaN
+
+
+def _geometric(a, b, n=9):
+    return 10.0 ** (a - b * np.arange(n))            # descending; the median is the 5th value, 10^(a - 4b)
+
+
+def _scaling_fixture():
+    """Six encodings with spectra whose medians, minima and orders are known in closed form."""
+    end = {"baseline": (0, 1), "ffe_low": (1, 1), "ffe_mid": (2, 1), "ffe_high": (2.3, 1), "mpe_coarse": (3, 0.5),
+           "mpe_fine": (4, 0.5)}
+    psnr = {"baseline": 20.0, "ffe_low": 22.0, "ffe_mid": 26.0, "ffe_high": 25.0, "mpe_coarse": 28.0, "mpe_fine": 30.0}
+    msssim = {"baseline": 0.3, "ffe_low": 0.5, "ffe_mid": 0.7, "ffe_high": 0.6, "mpe_coarse": 0.8, "mpe_fine": 0.9}
+    regions = {"ffe_mid": 80, "ffe_high": 120, "mpe_coarse": 100, "mpe_fine": 150}
+    loss_epoch = {"mpe_coarse": 5, "ffe_mid": 9, "ffe_high": None}
+    results, rows = {}, []
+    for k, n in enumerate(S.ENCODINGS):
+        a, b = end[n]
+        spectra = {"total": _geometric(a, b)}
+        if n.startswith("mpe"):
+            spectra["mlp"] = _geometric(0.5, 1)                      # the baseline's x 10^0.5: near it
+        floors = {g: 1e-30 for g in spectra}
+        start = {g: _geometric(-1, 1) for g in spectra}               # every encoding alike at the start
+        results[n] = {"snapshots": {0: {"spectra": start, "floors": floors}, 20: {"spectra": spectra, "floors": floors}}}
+        rows.append({"encoding": n, "label": S.TABLE3[n].label, "setting": f"s{k}", "psnr": psnr[n], "msssim": msssim[n],
+                     "diverged_epoch": None, "loss_1e-3_epoch": loss_epoch.get(n), "last_epoch": 20,
+                     "regions": 7, "regions_dense": regions.get(n), "dense_points": 1000, "pixels": 100,
+                     "kr_init_psnr": psnr[n] - 3, "kr_end_psnr": -psnr[n]})
+    return results, rows
+
+
+def test_scaling_claims_values_verdicts_and_notes_from_closed_forms():
+    from inrlib.claims import PAPER_VALUES, verdict_from_difference
+    results, rows = _scaling_fixture()
+    c = {r["id"]: r for r in S.scaling_claims(results, rows, "CTX")}
+    for r in rows:
+        for metric, id_, tol in (("psnr", f"000.table3.psnr.{r['encoding']}", S.TOLERANCES["dB"]),
+                                 ("msssim", f"000.table1.msssim.{r['encoding']}", S.TOLERANCES["msssim"])):
+            assert c[id_]["ours"] == r[metric] and c[id_]["note"] == f"{r['label']}, {r['setting']}. CTX"
+            assert c[id_]["verdict"] == verdict_from_difference(r[metric], PAPER_VALUES[id_]["value"], *tol)
+    # lambda_min: the fine MPE (best PSNR) has minimum 10^0; the baseline 10^-8, the mid FFE (best FFE) 10^-6
+    assert c["000.abstract.lambda_min.mpe_over_baseline"]["ours"] == pytest.approx(8.0)
+    assert c["000.abstract.lambda_min.mpe_over_baseline"]["verdict"] == "holds"
+    assert c["000.abstract.lambda_min.mpe_over_ffe"]["ours"] == pytest.approx(6.0)
+    assert c["000.abstract.lambda_min.mpe_over_ffe"]["verdict"] == "differs"
+    g = c["000.abstract.psnr_gain.over_baseline"]
+    assert g["ours"] == 10.0 and g["verdict"] == "differs" and g["note"] == (
+        "Fine (MPE) minus Baseline. The paper's own Table 3 gives "
+        f"{PAPER_VALUES['000.table3.psnr.mpe_fine']['value'] - PAPER_VALUES['000.table3.psnr.baseline']['value']:.1f} dB "
+        "(Fine MPE minus Baseline); the abstract's figure matches Table 2 (ImageNet: "
+        f"{PAPER_VALUES['000.table2.psnr.mpe']['value'] - PAPER_VALUES['000.table2.psnr.baseline']['value']:.1f} dB). CTX")
+    g = c["000.abstract.psnr_gain.over_ffe"]
+    assert g["ours"] == 4.0 and g["note"].startswith("Fine (MPE) minus Mid (FFE). The paper's own Table 3 gives ")
+    assert "(Fine MPE minus High (FFE))" in g["note"] and (
+        f"(ImageNet: {PAPER_VALUES['000.table2.psnr.mpe']['value'] - PAPER_VALUES['000.table2.psnr.ffe']['value']:.1f} dB)"
+        in g["note"])
+    assert g["verdict"] == verdict_from_difference(4.0, 12.0, *S.TOLERANCES["dB"])
+    s = c["000.abstract.msssim_gain.over_ffe"]
+    assert s["ours"] == pytest.approx(0.2) and s["verdict"] == verdict_from_difference(0.2, 0.33, *S.TOLERANCES["msssim"])
+    t1 = {k: PAPER_VALUES[f"000.table1.msssim.{k}"]["value"] for k in ("mpe_fine", "baseline")}
+    assert f"Table 1 scaling columns ({t1['mpe_fine'] - t1['baseline']:.2f}, Fine MPE minus Baseline). CTX" in \
+        c["000.abstract.msssim_gain.over_baseline"]["note"]
+    assert c["000.abstract.msssim_gain.over_baseline"]["ours"] == pytest.approx(0.6)
+    # Fig. 2: MLP-only median 10^-3.5 vs the baseline's 10^-4 (+0.5); the grid term lifts by 4.5 and 5.5
+    f2 = c["000.fig2.no_grid_near_baseline"]
+    assert f2["ours"] == pytest.approx(0.5) and f2["verdict"] == "holds" and f2["unit"] == "orders of magnitude"
+    assert f2["note"].startswith("Coarse (MPE): no grid vs baseline 0.5 orders at the median, the grid term adds 4.5; "
+                                 "Fine (MPE): no grid vs baseline 0.5 orders at the median, the grid term adds 5.5. ")
+    # Fig. 4: medians 10^-3, 10^-2, 10^-1.7: gains 1.0 then 0.3
+    f4 = c["000.fig4.ffe_saturates"]
+    assert f4["ours"] == pytest.approx(0.3) and f4["verdict"] == "holds" and f4["unit"] == "gain ratio"
+    assert f4["note"].startswith("median eigenvalue gain low -> mid 1.00 orders, mid -> high 0.30 orders; PSNR "
+                                 "22.0 / 26.0 / 25.0 dB (paper: ")
+    top = c["000.fig4.fine_mpe_highest"]
+    assert top["ours"] == 1.0 and top["verdict"] == "holds" and top["note"].startswith(
+        "the fine MPE's eigenvalue is the largest of all six at 100% of the indices resolved in every spectrum (100% of all)")
+    cross = c["000.fig4.coarse_crosses_high_ffe"]          # coarse - high = 0.7 + 0.5 i orders: above everywhere
+    assert cross["ours"] == 1.0 and cross["verdict"] == "fails" and cross["note"].startswith(
+        "the coarse MPE is above the high FFE over the top quarter of the resolved indices (median +0.95 orders) and "
+        "above over the bottom quarter (+4.45); it is above at 100% of them.")
+    f6 = c["000.fig6.mpe_loss_1e-3_sooner"]
+    assert f6["ours"] == 4 and f6["verdict"] == "holds" and f6["note"].startswith(
+        "Coarse (MPE): epoch 5, Mid (FFE): epoch 9, High (FFE): not reached (of 20 epochs; the paper: 125 of 300). "
+        "Holds when the coarse MPE gets there first")
+    b = c["000.appB.spectrum_changes"]                     # start medians all 10^-5; end medians -4 ... 2
+    assert b["ours"] == pytest.approx(6.0) and b["verdict"] == "holds"
+    assert b["note"].startswith("spread of the encodings' median eigenvalues: 0.00 orders at the start, 6.00 at the end; "
+                                f"medians move by {5 + (-4 - 3 - 2 - 1.7 + 1 + 2) / 6:+.2f} orders on average.")
+    r = c["000.appC.regions_similar"]
+    assert r["ours"] == pytest.approx(150 / 80) and r["verdict"] == "holds" and r["note"].startswith(
+        "regions over 1000 points (a grid 4x finer than the pixels): Mid (FFE) 80, High (FFE) 120, Coarse (MPE) 100, "
+        "Fine (MPE) 150; holds when")
+    e5 = c["000.eq5.kernel_predicts_order"]
+    assert e5["ours"] == pytest.approx(1.0) and e5["verdict"] == "holds" and "initialization and the trained networks' PSNR: 1.00 " \
+        "(with the NTK at the end: -1.00). Holds at tau >= 0.8" in e5["note"]
+
+
+def test_scaling_claims_branches_that_cannot_judge():
+    results, rows = _scaling_fixture()
+    by = {r["encoding"]: r for r in rows}
+    by["baseline"]["diverged_epoch"] = 3
+    c = S.scaling_claims(results, rows, "CTX")
+    ids = {r["id"]: r for r in c}
+    assert ids["000.table3.psnr.baseline"]["verdict"] == "not tested" and ids["000.table3.psnr.baseline"]["ours"] is None
+    assert ids["000.table1.msssim.baseline"]["note"] == "training diverged in epoch 3. CTX"
+    assert ids["000.eq5.kernel_predicts_order"]["note"] == "an encoding diverged, the comparison needs all six. CTX"
+    assert len(c) == 12 + 14 and all(r["verdict"] == "not tested" for r in c[12:])
+    by["baseline"]["diverged_epoch"] = None
+    for n in ("mpe_coarse", "ffe_mid", "ffe_high"):
+        by[n]["loss_1e-3_epoch"] = None
+    ids = {r["id"]: r for r in S.scaling_claims(results, rows, "CTX")}
+    assert ids["000.fig6.mpe_loss_1e-3_sooner"]["verdict"] == "not tested" and ids["000.fig6.mpe_loss_1e-3_sooner"][
+        "note"].startswith("no encoding of the three reached a loss of 1e-3 in 20 epochs (")
+    by["ffe_high"]["loss_1e-3_epoch"] = 7
+    ids = {r["id"]: r for r in S.scaling_claims(results, rows, "CTX")}
+    assert ids["000.fig6.mpe_loss_1e-3_sooner"]["verdict"] == "fails"
+    by["ffe_high"]["loss_1e-3_epoch"], by["mpe_coarse"]["loss_1e-3_epoch"] = None, 12
+    ids = {r["id"]: r for r in S.scaling_claims(results, rows, "CTX")}
+    assert ids["000.fig6.mpe_loss_1e-3_sooner"]["ours"] == 21 - 12              # no FFE got there: epoch 21
+    assert "An FFE that never reached it counts as epoch 21. " in ids["000.fig6.mpe_loss_1e-3_sooner"]["note"]
+    for n in ("ffe_mid", "ffe_high", "mpe_coarse", "mpe_fine"):
+        by[n]["regions_dense"] = 990                                              # >= 95 % of the 1000 points
+    ids = {r["id"]: r for r in S.scaling_claims(results, rows, "CTX")}
+    assert ids["000.appC.regions_similar"]["verdict"] == "not tested" and ids["000.appC.regions_similar"]["ours"] == 1.0
+    by["ffe_mid"]["regions_dense"] = None                                        # not all dense: the pixel counts
+    ids = {r["id"]: r for r in S.scaling_claims(results, rows, "CTX")}
+    assert ids["000.appC.regions_similar"]["note"].startswith("regions over 100 points (the pixels): Mid (FFE) 7")
