@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rerun-survivors", action="store_true",
                     help="with --work: re-test only the mutants that survived the last run or that no test reached (after new tests; keep "
                          "--tests as it was: another test selection makes mutmut forget every verdict)")
-    ap.add_argument("--match", default=None,
-                    help="with --rerun-survivors: only the survivors whose name holds this text (e.g. a function name)")
+    ap.add_argument("--match", nargs="+", default=None,
+                    help="with --rerun-survivors: only the survivors whose name holds one of these texts (function names)")
     args = ap.parse_args(argv)
     if args.match is not None and not args.rerun_survivors:
         ap.error("--match selects among the survivors: use it with --rerun-survivors")
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             listed = subprocess.run([mutmut, "results"], cwd=work, env=env, capture_output=True, text=True).stdout
             names = [line.split(":")[0].strip() for line in listed.splitlines()      # "no tests" counts as survived
                      if line.strip().endswith(("survived", "no tests"))]
-            names = [n for n in names if args.match is None or args.match in n]
+            names = [n for n in names if args.match is None or any(m in n for m in args.match)]
             if not names:
                 print("mutants: no survivors recorded in --work; nothing to re-test", file=sys.stderr)
                 return 2
