@@ -68,6 +68,12 @@ def test_occupancy_task_on_a_sphere(sphere_path):
     else:
         assert f["render"].shape == (32, 32) and 0 < f["chamfer"]["chamfer_l1"] < 1
     assert r["truth_render"].shape == (32, 32) and r["truth_render"].min() < 1       # the sphere is in view
+    from inrlib.data import load_mesh
+    from inrlib.render import render
+    m = load_mesh(sphere_path)
+    want = render(m, 32, 32, eye=m.bounds.mean(axis=0) + np.asarray(O.CAMERA), target=m.bounds.mean(axis=0))["shaded"]
+    np.testing.assert_array_equal(r["truth_render"], want.astype(np.float32))
+    assert r["truth_render"].dtype == np.float32
     ctl = O.occupancy_task("c", cfg.to_dict(), sphere_path, 0, 4000, 256, 32, [], 2000, 10, 20, 2000, 32, surface=False)
     assert ctl["truth_render"] is None and set(ctl["final"]) == {"iou"} and not any(
         "spectra" in s for s in ctl["snapshots"].values())
@@ -280,7 +286,15 @@ class _Ball(torch.nn.Module):
         return torch.sigmoid(60 * (self.radius - (x - self.centre).norm(dim=-1, keepdim=True)))
 
 
-def test_surface_measure_reads_the_logit_kernel_then_the_level_set_chamfer_and_render(sphere_path):
+@pytest.fixture(scope="module")
+def slab_path(tmp_path_factory):
+    """A box 1 x 0.5 x 0.3: its bounds' per-axis means differ from their overall mean."""
+    path = tmp_path_factory.mktemp("mesh") / "slab.ply"
+    trimesh.creation.box(extents=(1.0, 0.5, 0.3)).export(path)
+    return str(path)
+
+
+def test_surface_measure_reads_the_logit_kernel_then_the_level_set_chamfer_and_render(slab_path):
     """``_Surface`` against the same steps done by hand: the logit NTK's spectrum and floor at an NTK
     epoch (none without a probe), and at the end the level set in the mesh's box widened by 0.02 and
     clipped to the unit cube, its Chamfer-L1 and face count, and the render from CAMERA."""
@@ -289,8 +303,9 @@ def test_surface_measure_reads_the_logit_kernel_then_the_level_set_chamfer_and_r
     from inrlib.ntk import empirical_ntk, rounding_floor, spectrum
     from inrlib.render import chamfer_l1, extract_surface, render
 
-    m = load_mesh(sphere_path)
+    m = load_mesh(slab_path)
     assert m.bounds[0].min() < 0.02 and m.bounds[1].max() > 0.98     # the widened box is clipped on both sides
+    assert not np.allclose(m.bounds.mean(axis=0), m.bounds.mean())     # and it is no cube
     held = {"uniform": occupancy_samples(m, 200, seed=1, box="mesh")}
     probe, _ = occupancy_samples(m, 12, seed=2, box="mesh")
     net = build_model(RunConfig.from_dict(O.table4_configs("dragon", epochs=1, hidden=(8, 8))[1].to_dict()), 3, 1, 0)
@@ -303,7 +318,9 @@ def test_surface_measure_reads_the_logit_kernel_then_the_level_set_chamfer_and_r
     assert O._Surface(m, held, 12, 300, 16, 3)(net, 0, {}, False) is None          # no probe: nothing
     assert s(net, 0, None, False) is None                                           # not a kernel epoch
 
-    ball = _Ball(0.3)
+    ball = _Ball(0.1)
+    with torch.no_grad():
+        ball.centre.copy_(torch.as_tensor(m.bounds.mean(axis=0) + [0.05, 0.02, 0.0], dtype=torch.float32))
     final = O._Surface(m, held, 12, 300, 16, 3, None)(ball, 5, None, True)
     lo, hi = np.clip(m.bounds[0] - 0.02, 0, 1), np.clip(m.bounds[1] + 0.02, 0, 1)
     surf = extract_surface(ball, 12, box=(lo, hi))
@@ -315,6 +332,7 @@ def test_surface_measure_reads_the_logit_kernel_then_the_level_set_chamfer_and_r
     assert final["iou"] == O._held_iou(ball, held)
     assert set(O._Surface(m, held, 12, 300, 16, 3, surface=False)(ball, 5, None, True)) == {"iou"}
 
+    assert final["surface_faces"] > 0
     empty = O._Surface(m, held, 12, 300, 16, 3)(_Ball(-1.0), 5, None, True)       # occupancy 0 everywhere
     from inrlib.render import EmptySurfaceError
     with pytest.raises(EmptySurfaceError) as err:
