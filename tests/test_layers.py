@@ -375,3 +375,17 @@ def test_staf_sine_argument_and_sum_per_neuron():
         for t in range(4):
             ref[:, j] += staf.amplitudes[j, t] * torch.sin(staf.frequencies[j, t] * z[:, j] + staf.phases[j, t])
     torch.testing.assert_close(staf(z), ref, rtol=1e-14, atol=1e-14)
+
+
+def test_dense_without_bias_in_the_ntk_and_its_group_names():
+    """A bias-free Dense contributes no bias term to its kernel (against the Jacobian reference), and a
+    Dense site's kernel is keyed by the layer's own name."""
+    from inrlib.layers import Dense
+    from inrlib.ntk import empirical_ntk
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(Dense(2, 7, bias=False), torch.nn.Tanh(), Dense(7, 1, bias=False, beta=0.7))
+    x = torch.rand(9, 2)
+    K = empirical_ntk(model, x, groups=True)
+    R = empirical_ntk(model, x, method="jacobian")
+    assert float((K["total"] - R).norm() / R.norm()) < 1e-10
+    assert set(K) == {"0", "2", "total", "mlp", "grid"}
