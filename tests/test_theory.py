@@ -580,3 +580,57 @@ def test_weyl_study_on_the_first_points_with_unnamed_configs_and_their_own_setti
     assert all(s["total"].size == 7 for s in out["spectra"].values())         # the first 7 points only
     # config0: seed 0 and its own lr for both networks; config1: seed 3 and the common lr
     assert seen == [(0, 0.05, 12), (0, 0.05, 12), (3, 0.2, 12), (3, 0.2, 12)]
+
+
+def test_weyl_chains_every_field_against_diagonal_closed_forms():
+    """The fields the first closed-form test leaves out: floors of each term, tolerances as sums of the
+    floors that enter, slack ratios, counts, positions, extremes and percentiles; then a kernel with no
+    grid term (its floor 0) and a baseline with nothing resolved."""
+    n = 40
+    rng = np.random.default_rng(0)
+    mlp = np.sort(rng.uniform(1, 10, n))[::-1]
+    grid = np.full(n, 0.5)
+    base = np.sort(rng.uniform(0.1, 20, n))[::-1]
+    base[-3:] = 0.0
+    D = lambda v: torch.diag(torch.tensor(v.copy(), dtype=torch.float64))   # noqa: E731
+    r = weyl_chains(D(mlp + grid), D(mlp), D(grid), D(base), percentiles=(50, 25))
+    total = np.sort(mlp + grid)[::-1]
+    eps = np.finfo(np.float64).eps
+    ft, fm, fb, fg = (n * eps * v.max() for v in (total, mlp, base, grid))
+    assert r["n"] == n and (r["floor_total"], r["floor_mlp"], r["floor_grid"]) == pytest.approx((ft, fm, fg), rel=1e-12)
+    assert r["lambda_n_grid_over_floor"] == pytest.approx(0.5 / fg)
+    assert r["a_tol"] == pytest.approx(ft + fm + fg) and r["b_tol"] == pytest.approx(ft + fb + fg)
+    a_slack, b_slack = total - mlp - 0.5, total - base - 0.5
+    assert r["a_min_slack_over_tol"] == pytest.approx(a_slack.min() / (ft + fm + fg), abs=1e-3)
+    assert r["b_min_slack_over_tol"] == pytest.approx(b_slack.min() / (ft + fb + fg))
+    assert r["b_min_relative_slack"] == pytest.approx((b_slack / np.maximum(total, ft)).min())
+    bad = b_slack < -(ft + fb + fg)
+    assert (r["b_violations"], r["b_fraction_fail"], r["b_holds"]) == (int(bad.sum()), pytest.approx(bad.mean()), False)
+    assert (r["a_violations"], r["a_fraction_fail"]) == (0, 0.0)
+    fail, resolved = total - base < -(ft + fb), base > fb
+    assert r["c_fraction_fail_resolved"] == pytest.approx((fail & resolved).sum() / resolved.sum())
+    assert r["c_min_slack"] == pytest.approx((total - base).min())
+    assert r["c_worst_position"] == pytest.approx(r["c_worst_index"] / (n - 1))
+    assert (r["lambda_max_total"], r["lambda_max_base"], r["lambda_max_mlp"], r["lambda_max_grid"]) == pytest.approx(
+        (total[0], base[0], mlp[0], 0.5))
+    assert (r["lambda_min_total"], r["lambda_min_base"], r["lambda_min_mlp"]) == pytest.approx((total[-1], 0.0, mlp[-1]),
+                                                                                                abs=1e-12)
+    assert r["lambda_min_total_over_floor"] == pytest.approx(total[-1] / ft)
+    assert r["lambda_min_mlp_over_floor"] == pytest.approx(mlp[-1] / fm)
+    assert r["lambda_min_base_over_floor"] == pytest.approx(0.0, abs=1e-9)
+    assert r["total_fraction_below_floor"] == 0.0 and r["mlp_fraction_below_floor"] == 0.0
+    assert r["log10_ratio_min_mlp_vs_base_floored"] == pytest.approx(np.log10(mlp[-1] / fb))
+    for key, arr in (("total", total), ("base", base), ("mlp", mlp)):
+        assert r[f"p25_{key}"] == pytest.approx(np.percentile(arr, 25))
+    assert r["p25_base_below_floor"] is False and "p10_total" not in r
+    assert set(r["spectra"]) == {"total", "mlp", "grid", "base", "ratio", "floor_total", "floor_base", "floor_mlp",
+                                 "floor_grid"}
+    np.testing.assert_array_equal(np.isnan(r["spectra"]["ratio"]), ~resolved)
+    # no grid term at all: its floor is 0 and the floor ratio undefined; inequality 1 holds at 0
+    z = weyl_chains(D(mlp), D(mlp), D(np.zeros(n)), D(mlp))
+    assert z["floor_grid"] == 0.0 and np.isnan(z["lambda_n_grid_over_floor"]) and z["ineq1_holds"]
+    assert z["a_tol"] == pytest.approx(2 * n * eps * mlp.max())
+    # a baseline of zeros: nothing resolved, no worst ratio
+    e = weyl_chains(D(mlp), D(mlp), D(np.zeros(n)), D(np.zeros(n)))
+    assert e["c_worst_index"] == -1 and np.isnan(e["c_worst_ratio"]) and np.isnan(e["c_worst_position"])
+    assert e["c_fraction_resolved"] == 0.0 and e["c_fraction_fail_resolved"] == 0.0
