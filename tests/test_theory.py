@@ -634,3 +634,47 @@ def test_weyl_chains_every_field_against_diagonal_closed_forms():
     e = weyl_chains(D(mlp), D(mlp), D(np.zeros(n)), D(np.zeros(n)))
     assert e["c_worst_index"] == -1 and np.isnan(e["c_worst_ratio"]) and np.isnan(e["c_worst_position"])
     assert e["c_fraction_resolved"] == 0.0 and e["c_fraction_fail_resolved"] == 0.0
+
+
+def test_weyl_study_rows_describe_each_config_and_the_run():
+    torch.manual_seed(0)
+    coords, targets = torch.rand(10, 2), torch.rand(10, 1)
+    cfg = {"name": "g", "encoding": {"type": "multigrid", "resolutions": [3, 6], "features": 2}, "hidden": [5, 4],
+           "seed": 2}
+    out = weyl_study([cfg], (coords, targets), ("init", "end"), epochs=2, train={"lr": 0.1, "batch_size": 5},
+                     ntk_points=8)
+    from inrlib.studies.weyl import model_from_config
+    counts = model_from_config(cfg, 2, 1).count_parameters()
+    for row in out["rows"]:
+        assert {k: row[k] for k in ("resolutions", "levels", "k", "hidden", "seed", "params_grid", "params_mlp")} == {
+            "resolutions": [3, 6], "levels": 2, "k": 2, "hidden": [5, 4], "seed": 2,
+            "params_grid": counts["encoding"], "params_mlp": counts["mlp"]}
+    h = out["histories"]["g"]
+    assert out["rows"][1]["psnr_base"] == pytest.approx(h["base"].psnr[-1]) and out["rows"][0]["psnr_base"] == \
+        pytest.approx(h["base"].initial["psnr"])
+    assert out["stage_epochs"] == {"init": 0, "end": 2} and out["n_points"] == 8 and 0 < out["seconds"] < 600
+    # the shared baseline's spectrum is reused: the same numbers as decomposing it again
+    s = out["spectra"][("g", "end")]
+    np.testing.assert_allclose(s["base"], np.sort(s["base"])[::-1])
+
+
+def test_plot_ratio_line_widths_band_and_limits():
+    from matplotlib.colors import to_rgba
+    from matplotlib.figure import Figure
+
+    from inrlib.studies.weyl import plot_ratio
+    ax = Figure().add_subplot()
+    names = [f"n{i}" for i in range(11)]
+    plot_ratio(ax, {(n, "end"): {"ratio": np.array([1.2, 0.9])} for n in names}, names, "end")
+    lines = [l for l in ax.get_lines() if l.get_label() in names]
+    assert all(l.get_linewidth() == 1.1 for l in lines)
+    assert to_rgba(lines[10].get_color()) == to_rgba("C0")                  # colours cycle through C0..C9
+    unit, = [l for l in ax.get_lines() if l.get_linestyle() == "--"]
+    assert to_rgba(unit.get_color()) == to_rgba("k") and unit.get_linewidth() == 1
+    band, = [p for p in ax.patches if p.get_label() == "ratio < 1: chain (b) violated"]
+    assert to_rgba(band.get_facecolor())[:3] == to_rgba("C3")[:3] and band.get_alpha() == 0.07 and band.get_zorder() == 0
+    ys = band.get_path().transformed(band.get_patch_transform()).vertices[:, 1] if hasattr(band, "get_patch_transform") \
+        else band.get_xy()[:, 1]
+    assert max(ys) == pytest.approx(1.0)
+    lo, hi = ax.get_ylim()
+    assert lo == pytest.approx(0.5) and hi == pytest.approx(2.0)          # at least 0.5 to 2 around the data
