@@ -510,3 +510,38 @@ def test_scaling_claims_branches_that_cannot_judge():
     by["ffe_mid"]["regions_dense"] = None                                        # not all dense: the pixel counts
     ids = {r["id"]: r for r in S.scaling_claims(results, rows, "CTX")}
     assert ids["000.appC.regions_similar"]["note"].startswith("regions over 100 points (the pixels): Mid (FFE) 7")
+
+
+def test_measure_records_the_kernel_regression_and_the_final_regions_by_hand():
+    """``_Measure`` against the same computations by hand: at epoch 0 the kernel-regression prediction
+    from the initial outputs, at the end the grid values and the activation regions on the pixels
+    and on a grid DENSE_FACTOR times finer."""
+    from inrlib.data import pixel_coords
+    from inrlib.ntk import kernel_regression
+    torch.manual_seed(3)
+    cfg = S.scaled_configs(7, lr=1.0, epochs=1, batch_size=8, hidden=(8, 8))[4]     # an MPE
+    model = build_model(cfg, 2, 1, 0)
+    d = S.image_data("camera", 7, grayscale=True, heldout=11)
+    meas = S._Measure(d, 2.5, True)
+    K = empirical_ntk(model, d["coords"])
+    first = meas(model, 0, {"total": K}, False)
+    with torch.no_grad():
+        f0, fh = model(d["coords"]).double(), model(d["held_coords"]).double()
+    Kh = empirical_ntk(model, d["held_coords"], d["coords"])
+    want = kernel_regression(K, d["targets"].double(), 2.5, K_test=torch.cat([K, Kh]), f0_train=f0,
+                             f0_test=torch.cat([f0, fh]))
+    assert first["kr_prediction"].dtype == np.float32 and first["kr_prediction"].shape == (7, 7, 1)
+    np.testing.assert_allclose(first["kr_prediction"].ravel(), want[:49].numpy().ravel(), rtol=1e-5, atol=1e-6)
+    assert first["kr_psnr_heldout"] == pytest.approx(S._psnr(want[49:], d["held_targets"]))
+    assert "grid_values" not in first and "regions" not in first
+    assert meas(model, 3, {"total": K}, False).keys() == {"prediction", "psnr_train", "psnr_heldout"}   # mid-run
+    last = meas(model, 5, None, True)
+    gv = S.grid_values(model)
+    assert len(last["grid_values"]) == len(gv) and all(np.array_equal(a, b) for a, b in zip(last["grid_values"], gv))
+    regions = S.activation_regions(model, d["coords"])
+    dense = S.activation_regions(model, pixel_coords(25, 25, dtype=d["coords"].dtype))
+    r = last["regions"]
+    assert (r["count"], r["units"], r["dense_count"]) == (regions["count"], regions["units"], dense["count"])
+    np.testing.assert_array_equal(r["labels"], regions["labels"].reshape(7, 7))
+    np.testing.assert_array_equal(r["dense_labels"], dense["labels"].reshape(25, 25))
+    assert S._Measure(d, 2.5, False)(model, 0, {"total": K}, False).keys() == {"prediction", "psnr_train", "psnr_heldout"}
