@@ -106,12 +106,20 @@ class Skipped(_Shown):
     """An explorer that was not built."""
 
 
-def install_stand_ins(report: Report) -> None:
+def install_stand_ins(report: Report):
     """``IPython.display.display`` writes to the report (a minimal ``IPython.display`` stands in
-    where IPython is not installed); the explorers, which need ipywidgets, are skipped."""
+    where IPython is not installed); the explorers, which need ipywidgets, are skipped. Returns a
+    function that puts everything back (a run inside a longer process, a test, leaves no trace)."""
+    import inrlib.widgets as widgets
+
+    names = ("explorer", "ntk_explorer", "theory_static_explorer", "choice_stack")
+    saved_widgets = {name: getattr(widgets, name) for name in names}
+    saved_modules = {k: sys.modules.get(k, _ABSENT) for k in ("IPython", "IPython.display")}
     try:
         import IPython.display as shown
+        saved_display = shown.display
     except ImportError:
+        saved_display = _ABSENT
         ipython = types.ModuleType("IPython")
         ipython.version_info = (9, 0, 0, "")   # read by matplotlib: no old-IPython workaround needed
         ipython.get_ipython = lambda: None
@@ -120,10 +128,23 @@ def install_stand_ins(report: Report) -> None:
             setattr(shown, name, type(name, (_Shown,), {}))
         sys.modules["IPython"], sys.modules["IPython.display"] = ipython, shown
     shown.display = report.display
-    import inrlib.widgets as widgets
-
-    for name in ("explorer", "ntk_explorer", "theory_static_explorer", "choice_stack"):
+    for name in names:
         setattr(widgets, name, lambda *a, _name=name, **k: Skipped(f"explorer `{_name}`"))
+
+    def restore() -> None:
+        for name, fn in saved_widgets.items():
+            setattr(widgets, name, fn)
+        if saved_display is not _ABSENT:
+            shown.display = saved_display
+        for key, module in saved_modules.items():
+            if module is _ABSENT:
+                sys.modules.pop(key, None)
+            else:
+                sys.modules[key] = module
+    return restore
+
+
+_ABSENT = object()
 
 
 def run_cell(source: str, filename: str, first_line: int, namespace: dict, display) -> None:
@@ -178,18 +199,34 @@ def run(args: argparse.Namespace) -> int:
 
     out = args.out.absolute()
     out.mkdir(parents=True, exist_ok=True)
-    os.environ["INRLIB_RESULTS_DIR"] = str(out / "results")
-    os.environ.setdefault("INRLIB_PROGRESS", "0")
-    os.environ.setdefault("MPLBACKEND", "Agg")
     if fraction is not None:
         import torch
 
         if torch.cuda.is_available():
             torch.cuda.set_per_process_memory_fraction(fraction)
+    env = {"INRLIB_RESULTS_DIR": str(out / "results"), "INRLIB_PROGRESS": os.environ.get("INRLIB_PROGRESS", "0"),
+           "MPLBACKEND": os.environ.get("MPLBACKEND", "Agg")}
+    saved_env = {k: os.environ.get(k) for k in env}
+    cwd = os.getcwd()
+    os.environ.update(env)
     report = Report(out)
-    install_stand_ins(report)
+    restore = install_stand_ins(report)
+    try:
+        os.chdir(src.parent)
+        return _run_cells(src, cells, params, out, report)
+    finally:      # put back what the run changed: a run inside a longer process leaves no trace
+        restore()
+        os.chdir(cwd)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        report.md.close()
+
+
+def _run_cells(src: Path, cells: list[dict[str, Any]], params: dict[str, Any], out: Path, report: Report) -> int:
     report.write(f"# {src.stem}, run headless\n\nparameters: `{json.dumps(params)}`")
-    os.chdir(src.parent)
     namespace: dict[str, Any] = {"__name__": "__main__", "__file__": str(src)}
     log: list[dict[str, Any]] = []
     status = 0

@@ -144,3 +144,21 @@ def test_an_interrupted_run_says_where_it_stopped(tmp_path):
     assert "**interrupted in the cell at line 25:**" in report and "interrupted after" in report
     cells = json.loads((tmp_path / "out" / "cells.json").read_text())
     assert [c["status"] for c in cells] == ["ok", "ok", "interrupted"] and cells[-1]["seconds"] is not None
+
+
+def test_a_run_leaves_no_trace_in_the_process(tmp_path, monkeypatch):
+    """The working directory, the environment, the explorers and IPython's display are put back."""
+    import os
+
+    import inrlib.widgets as widgets
+    monkeypatch.delenv("INRLIB_RESULTS_DIR", raising=False)
+    before = (os.getcwd(), widgets.explorer, widgets.choice_stack, dict(os.environ))
+    src = _write(tmp_path, CHAPTER.replace('show_figure(fig)', 'show_figure(fig)\nraise KeyError("boom")'))
+    assert H.main([str(src), str(tmp_path / "out")]) == 1
+    assert (os.getcwd(), widgets.explorer, widgets.choice_stack, dict(os.environ)) == before
+    try:
+        import IPython.display as shown
+    except ImportError:
+        assert "IPython" not in sys.modules or sys.modules["IPython"] is None
+    else:
+        assert shown.display.__module__.startswith("IPython")
