@@ -545,3 +545,42 @@ def test_measure_records_the_kernel_regression_and_the_final_regions_by_hand():
     np.testing.assert_array_equal(r["labels"], regions["labels"].reshape(7, 7))
     np.testing.assert_array_equal(r["dense_labels"], dense["labels"].reshape(25, 25))
     assert S._Measure(d, 2.5, False)(model, 0, {"total": K}, False).keys() == {"prediction", "psnr_train", "psnr_heldout"}
+
+
+def test_scaling_claims_figure_4_notes_units_and_their_unjudgeable_cases():
+    from inrlib.claims import PAPER_VALUES
+    results, rows = _scaling_fixture()
+    c = {r["id"]: r for r in S.scaling_claims(results, rows, "CTX")}
+    t3 = " / ".join(f"{PAPER_VALUES[f'000.table3.psnr.{k}']['value']:g}" for k in ("ffe_low", "ffe_mid", "ffe_high"))
+    assert c["000.fig4.ffe_saturates"]["note"] == (
+        "median eigenvalue gain low -> mid 1.00 orders, mid -> high 0.30 orders; PSNR 22.0 / 26.0 / 25.0 dB "
+        f"(paper: {t3} dB). Holds when the mid -> high gain is under half the low -> mid gain. CTX")
+    assert c["000.fig4.fine_mpe_highest"]["unit"] == "fraction of indices"
+    assert c["000.fig2.no_grid_near_baseline"]["note"].endswith(
+        ". Holds when 'MPE (No Grid)' is within 1 order of the baseline at the median and the grid term lifts it "
+        "by at least 1 order. CTX")
+    # the low FFE's spectrum at zero: no saturation to judge
+    results["ffe_low"]["snapshots"][20]["spectra"]["total"] = np.zeros(9)
+    c = {r["id"]: r for r in S.scaling_claims(results, rows, "CTX")}
+    s = c["000.fig4.ffe_saturates"]
+    assert (s["verdict"], s["ours"], s["note"]) == ("not tested", None, "an FFE spectrum is missing or at the floor. CTX")
+    # every spectrum below its floor: nothing resolved
+    for r in results.values():
+        r["snapshots"][20]["floors"] = {g: 1e9 for g in r["snapshots"][20]["floors"]}
+    c = {r["id"]: r for r in S.scaling_claims(results, rows, "CTX")}
+    f = c["000.fig4.fine_mpe_highest"]
+    assert (f["verdict"], f["ours"], f["note"]) == ("not tested", None, "no resolved indices. CTX")
+    x = c["000.fig4.coarse_crosses_high_ffe"]
+    assert (x["verdict"], x["note"]) == ("not tested", "fewer than 8 indices are resolved in both spectra. CTX")
+
+
+def test_scaling_claims_figure_2_verdicts_near_lifted_or_neither():
+    results, rows = _scaling_fixture()
+    for n in ("mpe_coarse", "mpe_fine"):                      # far from the baseline (10^2.5), still lifted
+        results[n]["snapshots"][20]["spectra"]["mlp"] = _geometric(2.5, 1)
+    assert {r["id"]: r for r in S.scaling_claims(results, rows, "C")}["000.fig2.no_grid_near_baseline"]["verdict"] \
+        == "approximately"
+    for n in ("mpe_coarse", "mpe_fine"):                      # far and not lifted: the grid adds nothing
+        results[n]["snapshots"][20]["spectra"]["mlp"] = results[n]["snapshots"][20]["spectra"]["total"]
+    f2 = {r["id"]: r for r in S.scaling_claims(results, rows, "C")}["000.fig2.no_grid_near_baseline"]
+    assert f2["verdict"] == "fails" and f2["ours"] == pytest.approx(6.0)       # fine: 10^2 over 10^-4 at the median
