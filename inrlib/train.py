@@ -322,8 +322,6 @@ def _prepare_data(coords: Any, targets: Any, *, loss: str, device: torch.device,
                          f"(shape {tuple(targets.shape)}); they must pair up row by row")
     if n == 0:
         raise ValueError(f"coords{where} and targets{where} are empty; fit needs at least one sample")
-    if coords.dtype == torch.bool or targets.dtype == torch.bool:
-        coords, targets = coords.to(dtype), targets.to(dtype)
     if coords.is_complex() or targets.is_complex():
         raise TypeError("coords and targets must be real-valued")
     coords = coords.detach().to(device=device, dtype=dtype)

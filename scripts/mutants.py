@@ -14,13 +14,21 @@ runs the named tests once per mutant, minutes to hours per module on 2 cores. Pr
 module and writes ``<module>.json`` (``data.meshes.json`` for ``inrlib/data/meshes.py``) (the counts and the surviving mutants) under ``--out`` (default ``docs/mutants``, tracked).
 
     python scripts/mutants.py --report     # the scores recorded under --out, as a Markdown table
+
+A module whose full run takes hours can be finished by sampling: ``--work DIR --sample 120`` tests 120
+mutants drawn at random (``--seed``) from those the run in DIR has not tested yet, and the record
+keeps the draw. The table then gives, beside the score among the mutants tested, an estimate of the
+score over all of them: the tested mutants count as they are, the untested pool at the sample's kill
+rate, with a 95 % Wilson interval scaled by the pool's share.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -36,10 +44,35 @@ def tracked_files() -> list[str]:
     return [f for f in out.splitlines() if f]
 
 
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95 % at z = 1.96) for a rate of k successes in n draws."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def estimate(killed: int, survived: int, sample: dict) -> tuple[float, float, float]:
+    """The score over all of a module's mutants, (estimate, low, high), after a sampled run.
+
+    ``killed`` and ``survived`` count every tested mutant, the sample's included; ``sample`` holds
+    ``pool`` (untested mutants before the draw), ``drawn``, and the draw's ``killed``. The mutants tested
+    before the draw count as they are; the pool, at the draw's kill rate (and its Wilson interval)."""
+    pool, drawn, k = sample["pool"], sample["drawn"], sample["killed"]
+    known_killed, known = killed - k, killed + survived - drawn
+    total = known + pool
+    low, high = wilson(k, drawn)
+    return ((known_killed + pool * k / max(1, drawn)) / total, (known_killed + pool * low) / total,
+            (known_killed + pool * high) / total)
+
+
 def report(out: Path) -> str:
     """The runs recorded under ``out`` as a Markdown table (one row per run, by module)."""
-    rows = ["| module | tests | mutants | killed (of which timeouts) | survived | not run | score | minutes |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| module | tests | mutants | killed (of which timeouts) | survived | not run | score | all mutants "
+            "(est.) | minutes |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for path in sorted(out.glob("*.json")):
         rec = json.loads(path.read_text())
         st = rec["stats"]
@@ -47,9 +80,16 @@ def report(out: Path) -> str:
         survived = st.get("survived", 0) + st.get("no_tests", 0)
         minutes = f"{rec['seconds'] / 60:.1f}" if "seconds" in rec else "-"
         not_run = st.get("total", killed + survived) - killed - survived   # a run stopped early
+        if not_run == 0:
+            whole = f"{rec['score']:.1%}"
+        elif "sample" in rec:
+            est, low, high = estimate(killed, survived, rec["sample"])
+            whole = f"{est:.1%} ({low:.1%}-{high:.1%}; {rec['sample']['drawn']} of {rec['sample']['pool']} drawn)"
+        else:
+            whole = "-"
         rows.append(f"| {', '.join(f'`{m}`' for m in rec['modules'])} | {', '.join(f'`{t}`' for t in rec['tests'])} "
                     f"| {st.get('total', '-')} | {killed} ({timeout}) | {survived} | {not_run} | {rec['score']:.1%} "
-                    f"| {minutes} |")
+                    f"| {whole} | {minutes} |")
     return "\n".join(rows)
 
 
@@ -73,11 +113,18 @@ def main(argv: list[str] | None = None) -> int:
                          "--tests as it was: another test selection makes mutmut forget every verdict)")
     ap.add_argument("--match", nargs="+", default=None,
                     help="with --rerun-survivors: only the survivors whose name holds one of these texts (function names)")
+    ap.add_argument("--sample", type=int, default=None, metavar="N",
+                    help="with --work: test N mutants drawn at random from those not tested yet there, and record "
+                         "the draw (the table then estimates the score over all mutants)")
+    ap.add_argument("--seed", type=int, default=0, help="the seed of --sample's draw")
     args = ap.parse_args(argv)
     if args.match is not None and not args.rerun_survivors:
         ap.error("--match selects among the survivors: use it with --rerun-survivors")
     if args.rerun_survivors and args.work is None:
         ap.error("--rerun-survivors needs the --work folder of an earlier run")
+    if args.sample is not None and (args.work is None or args.rerun_survivors or args.sample < 1):
+        ap.error("--sample N (N >= 1) draws from the untested mutants of an earlier run: give its --work folder, "
+                 "without --rerun-survivors")
     if args.report:
         print(report(args.out))
         return 0
@@ -136,6 +183,17 @@ def main(argv: list[str] | None = None) -> int:
             if not names:
                 print("mutants: no survivors recorded in --work; nothing to re-test", file=sys.stderr)
                 return 2
+        sample = None
+        if args.sample is not None:
+            listed = subprocess.run([mutmut, "results", "--all", "true"], cwd=work, env=env, capture_output=True,
+                                    text=True).stdout
+            pool = sorted(line.split(":")[0].strip() for line in listed.splitlines()
+                          if line.strip().endswith("not checked"))
+            if not pool:
+                print("mutants: every mutant in --work has been tested; nothing to sample", file=sys.stderr)
+                return 2
+            names = random.Random(args.seed).sample(pool, min(args.sample, len(pool)))
+            sample = {"pool": len(pool), "drawn": len(names), "seed": args.seed}
         with open(log, "w") as fh:     # mutmut draws a progress line per mutant: keep it out of the terminal
             proc = subprocess.run([mutmut, "run", "--max-children", str(args.workers), *names], cwd=work, env=env,
                                   stdout=fh, stderr=subprocess.STDOUT)
@@ -154,6 +212,17 @@ def main(argv: list[str] | None = None) -> int:
                  for m in surviving[:300]}
         record = {"modules": args.modules, "tests": args.tests, "stats": stats, "score": score,
                   "seconds": round(time.monotonic() - started, 1), "surviving": diffs}
+        if sample is not None:
+            verdicts = {line.split(":")[0].strip(): line.rsplit(":", 1)[1].strip()
+                        for line in subprocess.run([mutmut, "results", "--all", "true"], cwd=work, env=env,
+                                                   capture_output=True, text=True).stdout.splitlines() if ":" in line}
+            drawn = [verdicts.get(n, "not checked") for n in names]
+            untested = sum(v == "not checked" for v in drawn)
+            if untested:     # a run stopped early: keep what was tested as an ordinary partial record
+                print(f"mutants: {untested} of the {len(names)} drawn mutants were not tested; the record keeps "
+                      "no sample", file=sys.stderr)
+            else:
+                record["sample"] = {**sample, "killed": sum(v in ("killed", "timeout") for v in drawn)}
         (args.out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"mutants: {', '.join(args.modules)}: {killed} killed, {survived} survived "
               f"(score {score:.1%}); details in {args.out / (name + '.json')}")

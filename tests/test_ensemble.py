@@ -329,6 +329,31 @@ def test_members_of_different_sizes_are_refused_with_the_shapes():
             fit_ensemble(models, coords, bad_targets, epochs=1, lr=0.1, progress=False)
 
 
+def test_bce_checks_each_members_targets_and_the_models_outputs():
+    coords, targets = member_data(2)
+    labels = [(t > 0.5).double() for t in targets]
+    kw = dict(epochs=1, lr=0.1, progress=False)
+    out_of_range = [labels[0], labels[1] * 2.0]
+    for loss in ("bce", "bce_logits"):
+        with pytest.raises(ValueError, match=rf"^loss='{loss}' needs targets in \[0, 1\] .* got values in \[0, 2\]"):
+            fit_ensemble(members("baseline", 2, output_activation="sigmoid"), coords, out_of_range, loss=loss, **kw)
+    # 'bce' takes probabilities: a model without a sigmoid at its end is refused before any step
+    models = members("baseline", 2)
+    before = [copy.deepcopy(m.state_dict()) for m in models]
+    with pytest.raises(ValueError, match=r"^loss='bce' expects probabilities but the model output values in"):
+        fit_ensemble(models, coords, labels, loss="bce", **kw)
+    for m, state in zip(models, before):
+        for name, value in m.state_dict().items():
+            assert torch.equal(value, state[name]), name
+    # bool labels are taken as 0/1 in the model's dtype, as fit takes them
+    models = members("baseline", 2, output_activation="sigmoid")
+    alone = copy.deepcopy(models)
+    hists = fit_ensemble(models, coords, [l.bool() for l in labels], loss="bce", **kw)
+    for m in range(2):
+        h = fit(alone[m], coords[m], labels[m], loss="bce", seed=m, **kw)
+        assert_same_run(models[m], hists[m], alone[m], h)
+
+
 def test_a_failing_eval_fn_names_the_member_and_keeps_its_history():
     models = members("baseline", 3)
     coords, targets = member_data(3)

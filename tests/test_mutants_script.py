@@ -23,9 +23,30 @@ def test_report_counts_timeouts_as_kills_and_stopped_runs_as_not_run(tmp_path):
     _record(tmp_path, "ntk", {"total": 100, "killed": 80, "timeout": 5, "survived": 9, "no_tests": 1}, seconds=600)
     _record(tmp_path, "data.meshes", {"total": 20, "killed": 18, "timeout": 0, "survived": 2, "no_tests": 0})
     lines = M.report(tmp_path).splitlines()
-    assert lines[0].startswith("| module | tests | mutants | killed (of which timeouts) | survived | not run |")
-    assert lines[2] == "| `inrlib/data/meshes.py` | `tests/test_x.py` | 20 | 18 (0) | 2 | 0 | 90.0% | - |"
-    assert lines[3] == "| `inrlib/ntk.py` | `tests/test_x.py` | 100 | 85 (5) | 10 | 5 | 89.5% | 10.0 |"
+    assert lines[0].startswith("| module | tests | mutants | killed (of which timeouts) | survived | not run | score |")
+    assert lines[2] == "| `inrlib/data/meshes.py` | `tests/test_x.py` | 20 | 18 (0) | 2 | 0 | 90.0% | 90.0% | - |"
+    assert lines[3] == "| `inrlib/ntk.py` | `tests/test_x.py` | 100 | 85 (5) | 10 | 5 | 89.5% | - | 10.0 |"
+
+
+def test_a_sampled_run_estimates_the_score_over_all_mutants():
+    from scipy.stats import binomtest
+    # 80 mutants tested before the draw (72 killed), 20 drawn from the 50 untested (18 killed).
+    est, low, high = M.estimate(killed=90, survived=10, sample={"pool": 50, "drawn": 20, "killed": 18})
+    assert est == pytest.approx((72 + 50 * 18 / 20) / 130, abs=1e-12)
+    ci = binomtest(18, 20).proportion_ci(confidence_level=0.95, method="wilson")
+    assert low == pytest.approx((72 + 50 * ci.low) / 130, abs=1e-4)
+    assert high == pytest.approx((72 + 50 * ci.high) / 130, abs=1e-4)
+    # a draw of the whole pool leaves no uncertainty about the pool's count, only the interval's width
+    assert M.estimate(90, 10, {"pool": 20, "drawn": 20, "killed": 18})[0] == pytest.approx(0.9)
+
+
+def test_the_table_shows_a_sampled_record_with_its_interval(tmp_path):
+    _record(tmp_path, "train", {"total": 130, "killed": 88, "timeout": 2, "survived": 10, "no_tests": 0},
+            sample={"pool": 50, "drawn": 20, "killed": 18, "seed": 1})
+    row = M.report(tmp_path).splitlines()[2]
+    est, low, high = M.estimate(90, 10, {"pool": 50, "drawn": 20, "killed": 18})
+    assert row == (f"| `inrlib/train.py` | `tests/test_x.py` | 130 | 90 (2) | 10 | 30 | 90.0% "
+                   f"| {est:.1%} ({low:.1%}-{high:.1%}; 20 of 50 drawn) | - |")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -33,6 +54,9 @@ def test_report_counts_timeouts_as_kills_and_stopped_runs_as_not_run(tmp_path):
     (["tests/test_ntk.py"], "tests/test_ntk.py is not a module file under inrlib/"),
     (["inrlib/ntk.py", "--match", "spectrum"], "--match selects among the survivors: use it with --rerun-survivors"),
     (["inrlib/ntk.py", "--rerun-survivors"], "--rerun-survivors needs the --work folder of an earlier run"),
+    (["inrlib/ntk.py", "--sample", "10"], "--sample N (N >= 1) draws from the untested mutants of an earlier run"),
+    (["inrlib/ntk.py", "--sample", "0", "--work", "w"], "--sample N (N >= 1)"),
+    (["inrlib/ntk.py", "--sample", "5", "--work", "w", "--rerun-survivors"], "without --rerun-survivors"),
     ([], "name at least one module"),
 ])
 def test_refusals_name_the_fix(args, message, capsys):
