@@ -584,3 +584,138 @@ def test_scaling_claims_figure_2_verdicts_near_lifted_or_neither():
         results[n]["snapshots"][20]["spectra"]["mlp"] = results[n]["snapshots"][20]["spectra"]["total"]
     f2 = {r["id"]: r for r in S.scaling_claims(results, rows, "C")}["000.fig2.no_grid_near_baseline"]
     assert f2["verdict"] == "fails" and f2["ours"] == pytest.approx(6.0)       # fine: 10^2 over 10^-4 at the median
+
+
+def test_scaled_configs_at_the_paper_size_and_the_smallest_image():
+    # Table 3's own settings at the assumed 128-pixel side change nothing: every note says so
+    t = TABLE3["baseline"]
+    cfgs = S.scaled_configs(128, lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, hidden=t.hidden)
+    assert [c.note for c in cfgs] == ["as Table 3"] * 6
+    assert [c.encoding for c in cfgs] == [c.encoding for c in TABLE3.values()]
+    # 3 pixels a side: round(3 * 100 / 128) = 2 nodes (the floor of 2), round(3 * 200 / 128) = 5
+    small = {c.name: c for c in S.scaled_configs(3, lr=1, epochs=1, batch_size=None)}
+    assert small["mpe_coarse"].encoding["resolutions"] == [2] and small["mpe_fine"].encoding["resolutions"] == [5]
+    assert "grid 2 nodes per side (Table 3: 100)" in small["mpe_coarse"].note
+
+
+def test_heldout_pool_colour_and_seed():
+    side = 5
+    fine = 2 * side - 1
+    every = S.image_data("astronaut", side, heldout=10 ** 6)
+    # asked for more than there are: every pixel of the finer photo with an odd row or an odd column
+    rows, cols = np.divmod(np.arange(fine * fine), fine)
+    want = np.flatnonzero((rows % 2 == 1) | (cols % 2 == 1))
+    assert want.size == fine * fine - side * side
+    fc, ft, _ = load_image("astronaut", fine)
+    assert torch.equal(every["held_coords"], fc[want]) and torch.equal(every["held_targets"], ft[want])
+    # colour unless asked for grey
+    assert every["targets"].shape == (side * side, 3) and every["held_targets"].shape[1] == 3
+    assert S.image_data("astronaut", side, grayscale=True, heldout=4)["held_targets"].shape == (4, 1)
+    # the draw follows the seed
+    a, b = (S.image_data("astronaut", side, heldout=12, seed=s)["held_coords"] for s in (3, 3))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, S.image_data("astronaut", side, heldout=12, seed=4)["held_coords"])
+    assert torch.equal(S.image_data("astronaut", side, heldout=12)["held_coords"],
+                       S.image_data("astronaut", side, heldout=12, seed=0)["held_coords"])
+
+
+def test_orders_claim_lower_bound_within_the_tolerance_below_the_paper_holds():
+    rows = {"mpe": {"label": "Fine (MPE)"}, "base": {"label": "Baseline"}}
+    pid = "000.abstract.lambda_min.mpe_over_baseline"             # 8 orders; holds within 0.5
+    mpe = np.logspace(2, -2, 11)                                 # min 1e-2, resolved
+    # the baseline's minimum is under its floor 10^-9.8: a lower bound of 7.8 orders, within 0.5 of 8
+    results = {"mpe": _snapshots({10: (mpe, 1e-12)}), "base": _snapshots({10: (np.logspace(-4, -20, 11), 10 ** -9.8)})}
+    c = S._orders_claim(pid, "mpe", "base", results, rows, "ctx.")
+    assert c["ours"] == pytest.approx(7.8) and c["ours_bound"] == "lower bound" and c["verdict"] == "holds"
+
+
+def _claims(results, rows):
+    return {r["id"]: r for r in S.scaling_claims(results, rows, "CTX")}
+
+
+def test_coarse_and_high_ffe_crossing_boundaries_ties_and_direction():
+    results, rows = _scaling_fixture()
+    end = lambda n: results[n]["snapshots"][20]["spectra"]       # noqa: E731
+    high = np.ones(9)
+    high[8] = 1e-40                                              # under its floor: 8 indices resolved in both
+    end("ffe_high")["total"] = high
+    # log ratio +1, +1, 0, 0, -1, -1, -1, -1: above (strictly) at 2 of 8 = 25 %, the edge of the middle half
+    end("mpe_coarse")["total"] = 10.0 ** np.array([1, 1, 0, 0, -1, -1, -1, -1, 0])
+    x = _claims(results, rows)["000.fig4.coarse_crosses_high_ffe"]
+    assert x["ours"] == 0.25 and x["verdict"] == "holds" and x["unit"] == "fraction of indices"
+    assert x["note"] == ("the coarse MPE is above the high FFE over the top quarter of the resolved indices (median "
+                         "+1.00 orders) and below over the bottom quarter (-1.00); it is above at 25% of them. Holds for "
+                         "a crossing with the coarse MPE above at the top and the crossing in the middle half (25-75 %). "
+                         "CTX")
+    # +1, -0.5, -1, ...: the top quarter's median is +0.25, a crossing, but above at 1 of 8 only (12.5 %)
+    end("mpe_coarse")["total"] = 10.0 ** np.array([1, -0.5, -1, -1, -1, -1, -1, -1, 0])
+    x = _claims(results, rows)["000.fig4.coarse_crosses_high_ffe"]
+    assert x["ours"] == 0.125 and x["verdict"] == "approximately"
+    # the other way round, below at the top and above at the bottom: a crossing, but not the paper's
+    end("mpe_coarse")["total"] = 10.0 ** np.array([-1, -1, 1, 1, 1, 1, 1, 1, 0])
+    x = _claims(results, rows)["000.fig4.coarse_crosses_high_ffe"]
+    assert x["ours"] == 0.75 and x["verdict"] == "approximately" and x["note"].startswith(
+        "the coarse MPE is below the high FFE over the top quarter of the resolved indices (median -1.00 orders) and "
+        "above over the bottom quarter (+1.00)")
+
+
+def test_figure_6_tie_and_appendix_b_rules_at_their_edges():
+    results, rows = _scaling_fixture()
+    by = {r["encoding"]: r for r in rows}
+    by["ffe_mid"]["loss_1e-3_epoch"] = by["mpe_coarse"]["loss_1e-3_epoch"]          # the same epoch: not sooner
+    f6 = _claims(results, rows)["000.fig6.mpe_loss_1e-3_sooner"]
+    assert f6["ours"] == 0 and f6["verdict"] == "fails"
+    # Appendix B. End medians (log10): baseline -4, low -3, mid -2, high -1.7, coarse 1, fine 2 (spread 6).
+    start = lambda n: results[n]["snapshots"][0]["spectra"]      # noqa: E731
+    end = {n: results[n]["snapshots"][20]["spectra"]["total"] for n in S.ENCODINGS}
+    mean_end = np.mean([-4, -3, -2, -1.7, 1, 2])
+    # every start median 0.5 orders below the mean end median, all alike: spread grows, medians rise by 0.5
+    for n in S.ENCODINGS:
+        start(n)["total"] = _geometric(mean_end - 0.5 + 4, 1)
+    b = _claims(results, rows)["000.appB.spectrum_changes"]
+    assert b["verdict"] == "holds" and b["unit"] == "orders of magnitude" and "by +0.50 orders on average" in b["note"]
+    assert b["note"].endswith("Holds when the spread grows and the spectra rise. CTX")
+    # starts equal to the ends but the baseline one order higher and the fine MPE one lower: the spread grows
+    # (4 -> 6) while the medians move by exactly 0 on average: the spectra do not rise
+    for n in S.ENCODINGS:
+        start(n)["total"] = end[n].copy()
+    start("baseline")["total"] = end["baseline"] * 10.0
+    start("mpe_fine")["total"] = end["mpe_fine"] / 10.0
+    b = _claims(results, rows)["000.appB.spectrum_changes"]
+    assert b["ours"] == pytest.approx(2.0) and b["verdict"] == "approximately" and "by +0.00 orders" in b["note"]
+    # every start one order above its end but the baseline's one below: the spread shrinks (8 -> 6) and the
+    # medians fall by 2/3 of an order on average: neither
+    for n in S.ENCODINGS:
+        start(n)["total"] = end[n] * 10.0
+    start("baseline")["total"] = end["baseline"] / 10.0
+    b = _claims(results, rows)["000.appB.spectrum_changes"]
+    assert b["ours"] == pytest.approx(-2.0) and b["verdict"] == "fails"
+
+
+def test_region_ratio_bands_and_the_saturation_edge():
+    results, rows = _scaling_fixture()
+    by = {r["encoding"]: r for r in rows}
+    for count, (ratio, verdict) in {50: (3.0, "approximately"), 30: (5.0, "differs"), 75: (2.0, "holds")}.items():
+        by["ffe_mid"]["regions_dense"] = count                                   # the others: 100, 120, 150
+        r = _claims(results, rows)["000.appC.regions_similar"]
+        assert (r["ours"], r["verdict"], r["unit"]) == (pytest.approx(ratio), verdict, "max / min count")
+    by["mpe_fine"]["regions_dense"] = 950                                        # exactly 95 % of the 1000 points
+    r = _claims(results, rows)["000.appC.regions_similar"]
+    assert r["verdict"] == "not tested" and r["note"].endswith(
+        "approximately within 4x. A count within 5% of the number of points means nearly one region per point: the "
+        "count is then bounded by the sampling, not set by the network, and the ratio is no measurement. CTX")
+    by["mpe_fine"]["regions_dense"] = 949
+    assert _claims(results, rows)["000.appC.regions_similar"]["verdict"] != "not tested"
+
+
+def test_kernel_order_claim_bands():
+    results, rows = _scaling_fixture()
+    by = {r["encoding"]: r for r in rows}
+    order = sorted(S.ENCODINGS, key=lambda n: by[n]["psnr"])     # baseline, low, high, mid, coarse, fine
+    for ranks, tau, verdict in (([0, 1, 2, 3, 5, 4], 13 / 15, "holds"),     # one adjacent pair swapped
+                                ([1, 0, 2, 3, 5, 4], 11 / 15, "approximately"),
+                                ([5, 4, 3, 2, 1, 0], -1.0, "fails")):
+        for n, k in zip(order, ranks):
+            by[n]["kr_init_psnr"] = float(k)
+        e5 = _claims(results, rows)["000.eq5.kernel_predicts_order"]
+        assert e5["ours"] == pytest.approx(tau) and e5["verdict"] == verdict and e5["unit"] == "Kendall tau"
