@@ -106,7 +106,8 @@ test: venv vendor chromium
 
 MODULE ?=
 TESTS  ?= tests
-# e.g. MUTANTS_ARGS="--work _build/mutwork/train --workers 2": a resumable run; add --rerun-survivors after new tests
+# e.g. MUTANTS_ARGS="--work _build/mutwork/train --workers 2": a resumable run; add --rerun-survivors after new tests,
+# or "--sample 100" to finish a long module on a random draw of its untested mutants (the table estimates the rest)
 MUTANTS_ARGS ?=
 mutants: venv
 	@if [ -z "$(MODULE)" ]; then echo 'usage: make mutants MODULE=inrlib/spectra.py [TESTS="tests/test_claims.py"]; scores so far:' >&2; \

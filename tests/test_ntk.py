@@ -128,9 +128,54 @@ class Shared(nn.Module):
         return self.out(torch.tanh(self.inner(torch.tanh(self.inner(torch.tanh(self.first(x)))))))
 
 
+class ScaledBy(nn.Module):
+    """A layer called with a 0-d tensor beside the batch: its inputs are not per-sample, so the engine
+    must take its Jacobian instead of per-sample gradients."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n))
+
+    def forward(self, z, gain):
+        return torch.tanh(self.weight * z) * gain
+
+
+class WithGain(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first, self.scaled, self.out = nn.Linear(2, 8), ScaledBy(8), nn.Linear(8, 2)
+        self.register_buffer("gain", torch.tensor(1.5))
+
+    def forward(self, x):
+        return self.out(self.scaled(self.first(x), self.gain))
+
+
+class PairOut(nn.Module):
+    """A layer that returns a tuple: the engine cannot capture it and must take its Jacobian."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n))
+
+    def forward(self, z):
+        return torch.sin(self.weight * z), torch.cos(z)
+
+
+class WithPair(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first, self.pair, self.out = nn.Linear(2, 8), PairOut(8), nn.Linear(8, 1)
+
+    def forward(self, x):
+        a, b = self.pair(self.first(x))
+        return self.out(a * b)
+
+
 @pytest.mark.parametrize("make", [
     lambda: nn.Sequential(nn.Linear(2, 16), Unknown(16), nn.Linear(16, 2)),
     lambda: Shared(),
+    lambda: WithGain(),
+    lambda: WithPair(),
     lambda: nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 1, bias=False)),
 ])
 def test_modules_the_engine_does_not_know_fall_back_exactly(make):
@@ -1139,3 +1184,25 @@ def test_a_model_without_mlp_parameters_has_a_zero_mlp_kernel_of_the_kernels_dty
     K = empirical_ntk(nn.Sequential(enc, head), x, groups=True)
     assert K["mlp"].dtype == torch.float64 and float(K["mlp"].abs().max()) == 0.0
     assert rel(K["grid"], K["total"]) < TOL and float(K["total"].norm()) > 0
+
+
+def test_structured_memory_refusal_states_its_need():
+    """The structured path's need: the kernel (N x N float64 entries) and the few (rows x N) temporaries of
+    one panel, rows = min(N, 256, budget / 8 / (4 N 8 bytes)); here 100,000 points and a 1 GiB budget:
+    41 rows, 80e9 + 4 x 41 x 1e5 x 8 bytes = 74.6 GiB (74.5 for the kernel alone)."""
+    torch.manual_seed(0)
+    model = CoordinateMLP(IdentityEncoding(2), [4], 1, "tanh").double()
+    n = 100_000
+    x = torch.rand(n, 2, dtype=torch.float64)
+    rows = min(n, 256, (2 ** 30 // 8) // (4 * n * 8))
+    need = n * n * 8 + 4 * rows * n * 8
+    assert rows == 41 and f"{need / 2**30:.1f}" == "74.6"
+    with pytest.raises(NTKMemoryError, match=rf"^the kernel at N={n}x{n} needs about 74\.6 GiB, over the memory "
+                                             r"budget of 1\.0 GiB; use fewer points"):
+        empirical_ntk(model, x, memory_budget=2 ** 30)
+    # in the model's float32 (dtype=None): 4-byte entries, 2 x 41 rows
+    rows32 = min(n, 256, (2 ** 30 // 8) // (4 * n * 4))
+    need32 = n * n * 4 + 4 * rows32 * n * 4
+    assert rows32 == 83 and f"{need32 / 2**30:.1f}" == "37.4"
+    with pytest.raises(NTKMemoryError, match=r"needs about 37\.4 GiB"):
+        empirical_ntk(model.float(), x.float(), memory_budget=2 ** 30, dtype=None)
