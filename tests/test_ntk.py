@@ -182,9 +182,13 @@ def test_modules_the_engine_does_not_know_fall_back_exactly(make):
     torch.manual_seed(3)
     model = make()
     x = torch.rand(20, 2)
+    x2 = torch.rand(13, 2)
     for outputs in ("trace", "full"):
         assert rel(empirical_ntk(model, x, outputs=outputs),
                    empirical_ntk(model, x, outputs=outputs, method="jacobian")) < TOL
+        # the cross kernel: a site taken by its Jacobian must be taken between the two point sets
+        assert rel(empirical_ntk(model, x, x2, outputs=outputs),
+                   empirical_ntk(model, x, x2, outputs=outputs, method="jacobian")) < TOL
 
 
 def test_groups_sum_to_total_and_are_psd():
@@ -549,9 +553,13 @@ def test_bias_free_dense_layers_contribute_no_bias_term():
     model = nn.Sequential(Dense(2, 16, bias=False), nn.Tanh(), Dense(16, 8, beta=0.5), nn.Tanh(),
                           Dense(8, 2, parameterization="standard", bias=False))
     x = torch.rand(25, 2)
+    x2 = torch.rand(13, 2)
     for outputs in ("trace", "full"):
         assert rel(empirical_ntk(model, x, outputs=outputs),
                    empirical_ntk(model, x, outputs=outputs, method="jacobian")) < TOL
+        # the cross kernel: a site taken by its Jacobian must be taken between the two point sets
+        assert rel(empirical_ntk(model, x, x2, outputs=outputs),
+                   empirical_ntk(model, x, x2, outputs=outputs, method="jacobian")) < TOL
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1206,3 +1214,46 @@ def test_structured_memory_refusal_states_its_need():
     assert rows32 == 83 and f"{need32 / 2**30:.1f}" == "37.4"
     with pytest.raises(NTKMemoryError, match=r"needs about 37\.4 GiB"):
         empirical_ntk(model.float(), x.float(), memory_budget=2 ** 30, dtype=None)
+
+
+def test_input_refusals_word_for_word_name_the_argument():
+    model = CoordinateMLP(IdentityEncoding(2), [8], 1)
+    x = torch.rand(4, 2)
+    cases = [
+        (lambda: empirical_ntk(model, torch.rand(0, 2)), ValueError, "x has no points (shape (0, 2))"),
+        (lambda: empirical_ntk(model, x, torch.rand(0, 2)), ValueError, "x2 has no points (shape (0, 2))"),
+        (lambda: empirical_ntk(model, x, torch.rand(3, 2, 1)), ValueError,
+         "x2 must have shape (N, d) (one row per point), got shape (3, 2, 1)"),
+        (lambda: empirical_ntk(model, x, [[0.0, 1.0]]), TypeError, "x2 must be a torch.Tensor of shape (N, d), got list"),
+        (lambda: empirical_ntk(model, x, torch.ones(3, 2, dtype=torch.int64)), TypeError,
+         "x2 must be floating point, got torch.int64; use x2.double()"),
+        (lambda: empirical_ntk(model, x, torch.rand(3, 5)), ValueError,
+         "the model takes 2-D coordinates but x2 has 5 columns"),
+        (lambda: NTKOperator(model, torch.rand(0, 2)), ValueError, "x has no points (shape (0, 2))"),
+        (lambda: interlacing_bounds(model, torch.rand(4, 3), size=2), ValueError,
+         "the model takes 2-D coordinates but x has 3 columns"),
+        (lambda: empirical_ntk(CoordinateMLP(IdentityEncoding(2), [8], 1).requires_grad_(False), x), ValueError,
+         "the model has no trainable parameters (all have requires_grad=False), so its NTK is zero; unfreeze some "
+         "parameters with p.requires_grad_(True)"),
+    ]
+    for call, kind, message in cases:
+        with pytest.raises(kind) as info:
+            call()
+        assert str(info.value) == message
+
+
+@pytest.mark.parametrize("outputs, budget, rows", [("trace", 60 * 2 ** 10, 8), ("full", 180 * 2 ** 10, 6)])
+def test_a_small_budget_splits_the_kernel_into_row_panels_and_mirrors_them(outputs, budget, rows):
+    """A budget of a few KiB leaves room for few rows per panel (the panel's temporaries, 4 x rows x N x
+    outputs^2 x 8 bytes, within budget / 8: 8 rows of 30 for the trace, 6 with 2 outputs in full): the
+    symmetric kernel is built panel by panel above the diagonal and mirrored, the cross kernel panel by
+    panel in full; both equal the Jacobian reference."""
+    torch.manual_seed(2)
+    model = CoordinateMLP(ENCODINGS["multigrid"](2), [12], 2, "staf", tau=2)
+    x, x2 = torch.rand(30, 2), torch.rand(11, 2)
+    c2 = 4 if outputs == "full" else 1
+    assert (budget // 8) // (4 * 30 * c2 * 8) == rows                    # several panels of 30 rows
+    K = empirical_ntk(model, x, outputs=outputs, method="structured", memory_budget=budget)
+    assert rel(K, empirical_ntk(model, x, outputs=outputs, method="jacobian")) < TOL
+    C = empirical_ntk(model, x, x2, outputs=outputs, method="structured", memory_budget=budget)
+    assert rel(C, empirical_ntk(model, x, x2, outputs=outputs, method="jacobian")) < TOL
