@@ -593,6 +593,12 @@ def test_scaled_configs_at_the_paper_size_and_the_smallest_image():
     assert [c.note for c in cfgs] == ["as Table 3"] * 6
     assert [c.encoding for c in cfgs] == [c.encoding for c in TABLE3.values()]
     # 3 pixels a side: round(3 * 100 / 128) = 2 nodes (the floor of 2), round(3 * 200 / 128) = 5
+    # a fine grid of exactly the image's side is not "more nodes than pixels"
+    with pytest.raises(ValueError, match="the fine grid \\(48\\) more"):
+        S.scaled_configs(48, lr=1, epochs=1, batch_size=1, fine=48)
+    assert S.scaled_configs(48, lr=1, epochs=1, batch_size=1, coarse=47, fine=49)[5].encoding["resolutions"] == [49]
+    note = S.scaled_configs(64, lr=1, epochs=2, batch_size=t.batch_size, hidden=t.hidden)[4].note
+    assert note == "lr 1.0 (Table 3: 100.0); epochs 2 (Table 3: 300); grid 50 nodes per side (Table 3: 100)"
     small = {c.name: c for c in S.scaled_configs(3, lr=1, epochs=1, batch_size=None)}
     assert small["mpe_coarse"].encoding["resolutions"] == [2] and small["mpe_fine"].encoding["resolutions"] == [5]
     assert "grid 2 nodes per side (Table 3: 100)" in small["mpe_coarse"].note
@@ -610,7 +616,11 @@ def test_heldout_pool_colour_and_seed():
     assert torch.equal(every["held_coords"], fc[want]) and torch.equal(every["held_targets"], ft[want])
     # colour unless asked for grey
     assert every["targets"].shape == (side * side, 3) and every["held_targets"].shape[1] == 3
-    assert S.image_data("astronaut", side, grayscale=True, heldout=4)["held_targets"].shape == (4, 1)
+    grey = S.image_data("astronaut", side, grayscale=True, heldout=4)
+    assert grey["targets"].shape == (side * side, 1) and grey["held_targets"].shape == (4, 1)
+    none = S.image_data("astronaut", side, heldout=0)
+    assert none.keys() == {"coords", "targets", "shape", "held_coords", "held_targets"}
+    assert none["held_coords"].shape == (0, 2) and none["held_targets"].shape == (0, 3)
     # the draw follows the seed
     a, b = (S.image_data("astronaut", side, heldout=12, seed=s)["held_coords"] for s in (3, 3))
     assert torch.equal(a, b)
@@ -719,3 +729,98 @@ def test_kernel_order_claim_bands():
             by[n]["kr_init_psnr"] = float(k)
         e5 = _claims(results, rows)["000.eq5.kernel_predicts_order"]
         assert e5["ours"] == pytest.approx(tau) and e5["verdict"] == verdict and e5["unit"] == "Kendall tau"
+
+
+def test_scaling_claims_pick_the_best_mpe_by_psnr_and_fig2_reports_the_largest_gap():
+    results, rows = _scaling_fixture()
+    by = {r["encoding"]: r for r in rows}
+    by["mpe_coarse"]["psnr"] = 31.0                  # now the best MPE: minimum 10^-1 against the baseline's 10^-8
+    c = _claims(results, rows)
+    assert c["000.abstract.lambda_min.mpe_over_baseline"]["ours"] == pytest.approx(7.0)
+    assert c["000.abstract.psnr_gain.over_baseline"]["ours"] == 11.0
+    # Fig. 2's value is the MPE farthest from the baseline, by size: -1 order (coarse) against +0.5 (fine)
+    end = lambda n: results[n]["snapshots"][20]["spectra"]       # noqa: E731
+    end("mpe_coarse")["mlp"] = _geometric(-1, 1)                 # median 10^-5 against the baseline's 10^-4
+    assert _claims(results, rows)["000.fig2.no_grid_near_baseline"]["ours"] == pytest.approx(-1.0)
+
+
+def test_figure_2_rule_at_one_order_both_ways():
+    results, rows = _scaling_fixture()
+    end = lambda n: results[n]["snapshots"][20]["spectra"]       # noqa: E731
+    for n in ("mpe_coarse", "mpe_fine"):
+        end(n)["mlp"], end(n)["total"] = _geometric(1, 1), _geometric(2, 1)      # medians 10^-3 and 10^-2
+    f2 = _claims(results, rows)["000.fig2.no_grid_near_baseline"]            # exactly 1 order each way
+    assert f2["ours"] == 1.0 and f2["verdict"] == "holds"
+    for n in ("mpe_coarse", "mpe_fine"):
+        end(n)["mlp"], end(n)["total"] = _geometric(1.5, 1), _geometric(3, 1)    # 1.5 orders each way
+    assert _claims(results, rows)["000.fig2.no_grid_near_baseline"]["verdict"] == "approximately"  # lifted, not near
+
+
+def test_figure_4_saturation_and_fine_mpe_bands():
+    results, rows = _scaling_fixture()           # FFE medians 10^-3, 10^-2, 10^-1.7: gains 1 and 0.3
+    end = lambda n: results[n]["snapshots"][20]["spectra"]       # noqa: E731
+    end("ffe_high")["total"] = _geometric(2.7, 1)                # mid -> high 0.7: more than half of 1
+    s = _claims(results, rows)["000.fig4.ffe_saturates"]
+    assert s["ours"] == pytest.approx(0.7) and s["verdict"] == "fails"
+    end("ffe_high")["total"] = _geometric(2.3, 1)
+    end("ffe_low")["total"] = _geometric(0, 1)                   # low -> mid 2, mid -> high 0.3
+    s = _claims(results, rows)["000.fig4.ffe_saturates"]
+    assert s["ours"] == pytest.approx(0.15) and s["verdict"] == "holds"
+    # the fine MPE against a coarse MPE ten times above it at the top indices and equal (ties count) below
+    fine = end("mpe_fine")["total"]
+    for above, (frac, verdict) in {4: (5 / 9, "approximately"), 7: (2 / 9, "fails")}.items():
+        coarse = fine.copy()
+        coarse[:above] *= 10
+        end("mpe_coarse")["total"] = coarse
+        f = _claims(results, rows)["000.fig4.fine_mpe_highest"]
+        assert f["ours"] == pytest.approx(frac) and f["verdict"] == verdict
+    # the last index unresolved in one spectrum: the fraction is over the 8 resolved ones, 4 of 8
+    coarse = fine.copy()
+    coarse[:4] *= 10
+    end("mpe_coarse")["total"] = coarse
+    end("ffe_low")["total"] = np.r_[_geometric(0, 1)[:8], 1e-40]
+    f = _claims(results, rows)["000.fig4.fine_mpe_highest"]
+    assert f["ours"] == 0.5 and f["verdict"] == "approximately" and "(89% of all)" in f["note"]
+
+
+def test_crossing_in_the_middle_half_up_to_three_quarters():
+    results, rows = _scaling_fixture()
+    end = lambda n: results[n]["snapshots"][20]["spectra"]       # noqa: E731
+    end("ffe_high")["total"] = np.r_[np.ones(8), 1e-40]          # 8 indices resolved in both
+    end("mpe_coarse")["total"] = 10.0 ** np.array([1, 1, 1, 1, 1, 1, -1, -1, 0])
+    x = _claims(results, rows)["000.fig4.coarse_crosses_high_ffe"]
+    assert x["ours"] == 0.75 and x["verdict"] == "holds"
+    end("ffe_high")["total"] = np.ones(9)                        # all 9: above at 7 of 9
+    end("mpe_coarse")["total"] = 10.0 ** np.array([1, 1, 1, 1, 1, 1, 1, -1, -1])
+    x = _claims(results, rows)["000.fig4.coarse_crosses_high_ffe"]
+    assert x["ours"] == pytest.approx(7 / 9) and x["verdict"] == "approximately"
+
+
+def test_figure_6_and_regions_and_appendix_b_remaining_edges():
+    results, rows = _scaling_fixture()
+    by = {r["encoding"]: r for r in rows}
+    by["mpe_coarse"]["loss_1e-3_epoch"] = 8                          # one epoch before the mid FFE's 9
+    f6 = _claims(results, rows)["000.fig6.mpe_loss_1e-3_sooner"]
+    assert f6["ours"] == 1 and f6["verdict"] == "holds"
+    by["mpe_coarse"]["loss_1e-3_epoch"] = None
+    f6 = _claims(results, rows)["000.fig6.mpe_loss_1e-3_sooner"]
+    assert (f6["ours"], f6["verdict"], f6["note"]) == (
+        None, "fails", "Coarse (MPE): not reached, Mid (FFE): epoch 9, High (FFE): not reached in 20 epochs. CTX")
+    # regions: 120 / 30 is exactly 4: approximately
+    by["ffe_mid"]["regions_dense"], by["mpe_fine"]["regions_dense"] = 30, 120
+    r = _claims(results, rows)["000.appC.regions_similar"]
+    assert r["ours"] == 4.0 and r["verdict"] == "approximately"
+    # Appendix B: every start one order below its end: the spread stays (6 = 6), the medians rise by 1
+    start = lambda n: results[n]["snapshots"][0]["spectra"]      # noqa: E731
+    ab = {"baseline": (0, 1), "ffe_low": (1, 1), "ffe_mid": (2, 1), "ffe_high": (2.3, 1), "mpe_coarse": (3, 0.5),
+          "mpe_fine": (4, 0.5)}                                  # _scaling_fixture's end spectra
+    for n, (a, b) in ab.items():
+        start(n)["total"] = _geometric(a - 1, b)
+    b_ = _claims(results, rows)["000.appB.spectrum_changes"]
+    assert b_["ours"] == 0.0 and b_["verdict"] == "approximately" and "by +1.00 orders" in b_["note"]
+    # starts half an order below the ends, the baseline's 1.5: the spread shrinks (7 -> 6) while the medians rise
+    # by 0.5 + 1/6 orders on average: approximately
+    for n, (a, b) in ab.items():
+        start(n)["total"] = _geometric(a - (1.5 if n == "baseline" else 0.5), b)
+    b_ = _claims(results, rows)["000.appB.spectrum_changes"]
+    assert b_["ours"] == pytest.approx(-1.0) and b_["verdict"] == "approximately" and "by +0.67 orders" in b_["note"]
