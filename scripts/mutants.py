@@ -222,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"mutants: {untested} of the {len(names)} drawn mutants were not tested; the record keeps "
                       "no sample", file=sys.stderr)
             else:
-                record["sample"] = {**sample, "killed": sum(v in ("killed", "timeout") for v in drawn)}
+                record["sample"] = {**sample, "killed": sum(v in ("killed", "timeout") for v in drawn),
+                                    "mutants": dict(zip(names, drawn))}
         (args.out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"mutants: {', '.join(args.modules)}: {killed} killed, {survived} survived "
               f"(score {score:.1%}); details in {args.out / (name + '.json')}")

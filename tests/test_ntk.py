@@ -1257,3 +1257,105 @@ def test_a_small_budget_splits_the_kernel_into_row_panels_and_mirrors_them(outpu
     assert rel(K, empirical_ntk(model, x, outputs=outputs, method="jacobian")) < TOL
     C = empirical_ntk(model, x, x2, outputs=outputs, method="structured", memory_budget=budget)
     assert rel(C, empirical_ntk(model, x, x2, outputs=outputs, method="jacobian")) < TOL
+
+
+class Branchy(nn.Module):
+    """A model with its own parameters and Python control flow on the data: torch.func cannot vmap it, so
+    the whole model (the site named "model") is taken by its Jacobian."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(2, 6))
+        self.v = nn.Parameter(torch.randn(6, 2))
+
+    def forward(self, x):
+        h = torch.tanh(x @ self.w)
+        if bool((h.sum(dim=1) > 0).any()):       # data-dependent: vmap refuses
+            h = h * 1.5
+        return h @ self.v
+
+
+class Unused(nn.Module):
+    """A layer whose output the model computes and then discards: its sensitivity is zero."""
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.aside, self.out = nn.Linear(2, 8), nn.Linear(8, 3), nn.Linear(8, 1)
+
+    def forward(self, x):
+        h = torch.tanh(self.first(x))
+        self.aside(h)
+        return self.out(h)
+
+
+class GatedByData(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first, self.branchy, self.out = nn.Linear(2, 2), Branchy(), nn.Linear(2, 1)
+
+    def forward(self, x):
+        return self.out(self.branchy(torch.tanh(self.first(x))))
+
+
+@pytest.mark.parametrize("make", [Branchy, Unused, GatedByData])
+def test_sites_vmap_cannot_take_and_unused_sites_are_exact_in_every_form(make, monkeypatch):
+    """The Jacobian fallback for a whole model and for a site inside one (groups too: a site's Jacobian
+    kernel joins its group's sum), and a site whose output is discarded (zero sensitivity)."""
+    import inrlib.ntk as ntk_module
+    taken, jacobian = [], ntk_module._jacobian_ntk
+    monkeypatch.setattr(ntk_module, "_jacobian_ntk", lambda *a, **k: taken.append(sorted(a[3])) or jacobian(*a, **k))
+    torch.manual_seed(4)
+    model = make()
+    empirical_ntk(model, torch.rand(3, 2), method="structured")
+    assert taken == {Branchy: [["v", "w"]], GatedByData: [["branchy.v", "branchy.w"]], Unused: []}[make]
+    x, x2 = torch.rand(14, 2), torch.rand(9, 2)
+    for outputs in ("trace", "full"):
+        K = empirical_ntk(model, x, outputs=outputs, method="structured", groups=True)
+        R = empirical_ntk(model, x, outputs=outputs, method="jacobian", groups=True)
+        for g in ("total", "mlp"):
+            assert rel(K[g], R[g]) < TOL, (outputs, g)
+        assert rel(empirical_ntk(model, x, x2, outputs=outputs, method="structured"),
+                   empirical_ntk(model, x, x2, outputs=outputs, method="jacobian")) < TOL
+
+
+def test_two_chunks_join_their_captures():
+    torch.manual_seed(6)
+    model = CoordinateMLP(ENCODINGS["multigrid"](2), [10], 2, "staf", tau=2)
+    x = torch.rand(14, 2)
+    for outputs in ("trace", "full"):
+        assert rel(empirical_ntk(model, x, outputs=outputs, method="structured", chunk_size=7),
+                   empirical_ntk(model, x, outputs=outputs, method="jacobian")) < TOL
+
+
+def test_more_refusals_word_for_word():
+    model = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1))     # no .dim to check against
+    x = torch.rand(5, 2)
+    cases = [
+        (lambda: empirical_ntk(model, x, torch.rand(3, 3)), ValueError, "x has 2 columns but x2 has 3"),
+        (lambda: empirical_ntk(model, x, memory_budget=0), ValueError,
+         "memory_budget is in bytes and must be positive, got 0"),
+        (lambda: empirical_ntk(model, x, method="ntk_vp", groups=True), ValueError,
+         "groups=True is available with method='structured' or 'jacobian', not 'ntk_vp'"),
+    ]
+    for call, kind, message in cases:
+        with pytest.raises(kind) as info:
+            call()
+        assert str(info.value) == message
+
+
+def test_structured_memory_refusal_per_group_and_full():
+    """The need with groups (one matrix per key: 3 sums + one per site + up to 8 named terms) and with full
+    outputs (outputs^2 entries per pair): the message names the per-group kernel and the size."""
+    torch.manual_seed(0)
+    model = CoordinateMLP(IdentityEncoding(2), [4], 2, "tanh").double()
+    n = 50_000
+    x = torch.rand(n, 2, dtype=torch.float64)
+    budget = 2 ** 30
+    c2 = 4                                                     # 2 outputs, full
+    rows = min(n, 256, (budget // 8) // (4 * n * c2 * 8))
+    need = n * n * c2 * 8 + 4 * rows * n * c2 * 8
+    with pytest.raises(NTKMemoryError, match=rf"^the kernel at N={n}x{n} needs about {need / 2**30:.1f} GiB, "):
+        empirical_ntk(model, x, outputs="full", memory_budget=budget)
+    assert f"{need / 2**30:.1f}" == "74.6"       # 74.5 for the kernel alone
+    with pytest.raises(NTKMemoryError, match=rf"^the per-group kernel at N={n}x{n} needs about "):
+        empirical_ntk(model, x, groups=True, memory_budget=budget)
