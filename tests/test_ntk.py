@@ -1259,7 +1259,7 @@ def test_a_small_budget_splits_the_kernel_into_row_panels_and_mirrors_them(outpu
     assert rel(C, empirical_ntk(model, x, x2, outputs=outputs, method="jacobian")) < TOL
 
 
-class Branchy(nn.Module):
+class DataBranch(nn.Module):
     """A model with its own parameters and Python control flow on the data: torch.func cannot vmap it, so
     the whole model (the site named "model") is taken by its Jacobian."""
 
@@ -1291,13 +1291,13 @@ class Unused(nn.Module):
 class GatedByData(nn.Module):
     def __init__(self):
         super().__init__()
-        self.first, self.branchy, self.out = nn.Linear(2, 2), Branchy(), nn.Linear(2, 1)
+        self.first, self.branchy, self.out = nn.Linear(2, 2), DataBranch(), nn.Linear(2, 1)
 
     def forward(self, x):
         return self.out(self.branchy(torch.tanh(self.first(x))))
 
 
-@pytest.mark.parametrize("make", [Branchy, Unused, GatedByData])
+@pytest.mark.parametrize("make", [DataBranch, Unused, GatedByData])
 def test_sites_vmap_cannot_take_and_unused_sites_are_exact_in_every_form(make, monkeypatch):
     """The Jacobian fallback for a whole model and for a site inside one (groups too: a site's Jacobian
     kernel joins its group's sum), and a site whose output is discarded (zero sensitivity)."""
@@ -1307,7 +1307,7 @@ def test_sites_vmap_cannot_take_and_unused_sites_are_exact_in_every_form(make, m
     torch.manual_seed(4)
     model = make()
     empirical_ntk(model, torch.rand(3, 2), method="structured")
-    assert taken == {Branchy: [["v", "w"]], GatedByData: [["branchy.v", "branchy.w"]], Unused: []}[make]
+    assert taken == {DataBranch: [["v", "w"]], GatedByData: [["branchy.v", "branchy.w"]], Unused: []}[make]
     x, x2 = torch.rand(14, 2), torch.rand(9, 2)
     for outputs in ("trace", "full"):
         K = empirical_ntk(model, x, outputs=outputs, method="structured", groups=True)
