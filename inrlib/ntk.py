@@ -698,6 +698,8 @@ def empirical_ntk(model: nn.Module, x: Tensor, x2: Tensor | None = None, *, grou
         chunk_size: points per forward/backward pass (default: up to 16384).
     Returns:
         A tensor (on the model's device, in ``dtype``), or a dict of tensors with ``groups=True``.
+        The structured engine's ``K(x, x)`` (and each group term) is exactly symmetric: the blocks
+        above the diagonal are computed and mirrored.
     """
     if outputs not in OUTPUTS:
         raise ValueError(f"outputs must be one of {OUTPUTS}, got {outputs!r}")

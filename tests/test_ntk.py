@@ -1255,6 +1255,9 @@ def test_a_small_budget_splits_the_kernel_into_row_panels_and_mirrors_them(outpu
     assert (budget // 8) // (4 * 30 * c2 * 8) == rows                    # several panels of 30 rows
     K = empirical_ntk(model, x, outputs=outputs, method="structured", memory_budget=budget)
     assert rel(K, empirical_ntk(model, x, outputs=outputs, method="jacobian")) < TOL
+    assert torch.equal(K, K.T)                                           # mirrored: exactly symmetric
+    G = empirical_ntk(model, x, outputs=outputs, method="structured", groups=True, memory_budget=4 * budget)
+    assert all(torch.equal(t, t.T) for t in G.values())
     C = empirical_ntk(model, x, x2, outputs=outputs, method="structured", memory_budget=budget)
     assert rel(C, empirical_ntk(model, x, x2, outputs=outputs, method="jacobian")) < TOL
 
