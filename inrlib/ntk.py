@@ -22,6 +22,9 @@ interact, so the gradient of ``sum_i f(x_i)`` with respect to sample ``i``'s act
 - a module called more than once per forward (shared weights) or that cannot be ``vmap``-ed:
   the ``torch.func`` Jacobian of the whole model with respect to that module's parameters.
 
+``K(x, x)`` is built in row panels on and above the diagonal and mirrored, so it is exactly
+symmetric (each group term too).
+
 **The protocol.** A module joins the structured path by defining two methods (the engine
 imports no model class; see :class:`~inrlib.layers.Dense` and the grid encodings)::
 
@@ -698,8 +701,6 @@ def empirical_ntk(model: nn.Module, x: Tensor, x2: Tensor | None = None, *, grou
         chunk_size: points per forward/backward pass (default: up to 16384).
     Returns:
         A tensor (on the model's device, in ``dtype``), or a dict of tensors with ``groups=True``.
-        The structured engine's ``K(x, x)`` (and each group term) is exactly symmetric: the blocks
-        above the diagonal are computed and mirrored.
     """
     if outputs not in OUTPUTS:
         raise ValueError(f"outputs must be one of {OUTPUTS}, got {outputs!r}")
