@@ -1051,3 +1051,23 @@ def test_an_interrupt_hands_back_every_history(photo):
     with pytest.raises(KeyboardInterrupt) as info:
         fit(mlp(), coords, targets, epochs=3, lr=0.1, callbacks={"stop": stop}, progress=False)
     assert info.value.histories == [info.value.history]
+
+
+def test_resampled_epochs_keep_the_mini_batches():
+    """Each resampled epoch is cut into the same mini-batches as the first (40 samples, batch 16: 16, 16, 8
+    in training mode); evaluation forwards run on all 40 in eval mode."""
+    from inrlib.encodings import IdentityEncoding
+    from inrlib.models import CoordinateMLP
+    torch.manual_seed(0)
+    model = CoordinateMLP(IdentityEncoding(2), [8], 1, "tanh").double()
+    seen = []
+    model.register_forward_hook(lambda module, args, out: seen.append((module.training, args[0].shape[0])))
+
+    def draw(epoch, generator):
+        c = torch.rand(40, 2, generator=generator, dtype=torch.float64)
+        return c, c.sum(1, keepdim=True)
+
+    c0 = torch.rand(40, 2, dtype=torch.float64)
+    fit(model, c0, c0.sum(1, keepdim=True), epochs=3, lr=0.1, batch_size=16, resample=draw, progress=False)
+    assert [size for training, size in seen if training] == [16, 16, 8] * 3
+    assert {size for training, size in seen if not training} == {40}
