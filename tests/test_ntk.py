@@ -1362,3 +1362,41 @@ def test_structured_memory_refusal_per_group_and_full():
     assert f"{need / 2**30:.1f}" == "74.6"       # 74.5 for the kernel alone
     with pytest.raises(NTKMemoryError, match=rf"^the per-group kernel at N={n}x{n} needs about "):
         empirical_ntk(model, x, groups=True, memory_budget=budget)
+
+
+class TwoGates(nn.Module):
+    """Two sites vmap cannot take, one after the other: each is taken by its own Jacobian and both count."""
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.gate_a, self.gate_b, self.out = nn.Linear(2, 2), DataBranch(), DataBranch(), nn.Linear(2, 1)
+
+    def forward(self, x):
+        return self.out(self.gate_b(torch.tanh(self.gate_a(torch.tanh(self.first(x))))))
+
+
+def test_every_jacobian_site_counts_in_the_total():
+    torch.manual_seed(8)
+    model, x = TwoGates(), torch.rand(10, 2)
+    for groups in (False, True):
+        K = empirical_ntk(model, x, method="structured", groups=groups)
+        R = empirical_ntk(model, x, method="jacobian", groups=groups)
+        assert rel(K["total"] if groups else K, R["total"] if groups else R) < TOL
+
+
+def test_the_per_group_need_counts_one_matrix_per_key():
+    """2,000 points fit a 100 MiB budget as one kernel (32 MB and its panels) but not as groups: 3 sums,
+    2 sites and up to 8 named terms of 32 MB each."""
+    torch.manual_seed(0)
+    model = CoordinateMLP(IdentityEncoding(2), [4], 2, "tanh").double()
+    n, budget = 2000, 100 * 2 ** 20
+    x = torch.rand(n, 2, dtype=torch.float64)
+    rows = min(n, 256, (budget // 8) // (4 * n * 8))
+    need = n * n * 8 * (3 + 2 + 8) + 4 * rows * n * 8
+    with pytest.raises(NTKMemoryError) as info:
+        empirical_ntk(model, x, groups=True, memory_budget=budget)
+    assert str(info.value) == (
+        f"the per-group kernel at N={n}x{n} needs about {need / 2**30:.1f} GiB, over the memory budget of 0.1 GiB; "
+        "use fewer points, groups=False, a larger memory_budget, or the matrix-free path "
+        "(inrlib.ntk.NTKOperator / extreme_eigenvalues)")
+    assert empirical_ntk(model, x[:300], groups=True, memory_budget=budget)["total"].shape == (300, 300)
