@@ -426,3 +426,44 @@ def test_a_stopped_first_member_leaves_the_others_complete():
         assert hists[m].stopped is None and hists[m].epochs == [1, 2, 3] and hists[m].metrics["eval"] == [1.0] * 3
         assert hists[m].loss == pytest.approx(h.loss, rel=1e-10)
         assert [e for k, e in calls if k == m] == [0, 1, 2, 3]
+
+
+def test_two_members_a_failing_eval_fn_names_member_one_and_initial_keeps_metrics_apart():
+    models = members("baseline", 2)
+    coords, targets = member_data(2)
+
+    def metric(model, epoch):
+        if model is models[1] and epoch == 1:
+            raise ValueError("broken")
+        return {"score": float(epoch)}
+
+    with pytest.raises(CallbackError) as info:
+        fit_ensemble(models, coords, targets, epochs=2, lr=0.1, eval_fn=metric, progress=False)
+    assert (info.value.member, info.value.epoch) == (1, 1)
+    hists = fit_ensemble(members("baseline", 2), coords, targets, epochs=1, lr=0.1, eval_fn=lambda m, e: {"score": 7.0},
+                         progress=False)
+    for h in hists:
+        assert set(h.initial) == {"loss", "psnr", "metrics"} and h.initial["metrics"] == {"score": 7.0}
+
+
+def test_a_member_non_finite_before_training_leaves_the_next_ones_complete():
+    """Member 0's targets square to infinity in the first evaluation: it stops before training, and member 1
+    (after it) still gets its initial evaluation and the run fit gives it."""
+    models = members("baseline", 2)
+    alone = copy.deepcopy(models)
+    coords, targets = member_data(2)
+    targets[0] = targets[0] + 1e200
+    hists = fit_ensemble(models, coords, targets, epochs=2, lr=0.1, batch_size=10, data_range=1.0, progress=False)
+    assert hists[0].stopped == "diverged in epoch 0" and hists[0].epochs == []
+    h = fit(alone[1], coords[1], targets[1], epochs=2, lr=0.1, batch_size=10, seed=1, data_range=1.0, progress=False)
+    assert hists[1].initial["loss"] == pytest.approx(h.initial["loss"], rel=1e-12)
+    assert_same_run(models[1], hists[1], alone[1], h)
+
+
+def test_running_psnr_uses_each_members_data_range():
+    coords, targets = member_data(2)
+    hists = fit_ensemble(members("baseline", 2), coords, [targets[0], 2 * targets[1]], epochs=2, lr=0.1,
+                         data_range=2.0, full_eval=False, progress=False)
+    for h in hists:
+        assert h.psnr_source == "running"
+        assert h.psnr == pytest.approx([10 * math.log10(2.0 ** 2 / loss) for loss in h.loss], rel=1e-12)
