@@ -6,7 +6,7 @@
 
 mutmut plants small changes (a ``<`` for a ``<=``, a constant off by one, a deleted call, ...) in the
 module one at a time and runs the tests against each: a mutant the tests do not notice *survives*.
-The score is killed / (killed + survived); mutants that time out count as killed, mutants no test
+The score is killed / (killed + survived); mutants that time out or crash the tests count as killed, mutants no test
 reaches count as survived, mutants of a run stopped early are "not run" and left out. The run
 happens in a temporary copy of the tracked files (mutmut writes a ``mutants/`` folder and its own
 configuration), so the repository stays clean. Not part of CI: it
@@ -70,25 +70,28 @@ def estimate(killed: int, survived: int, sample: dict) -> tuple[float, float, fl
 
 def report(out: Path) -> str:
     """The runs recorded under ``out`` as a Markdown table (one row per run, by module)."""
-    rows = ["| module | tests | mutants | killed (of which timeouts) | survived | not run | score | all mutants "
+    rows = ["| module | tests | mutants | killed (of which timeouts or crashes) | survived | not run | score | all mutants "
             "(est.) | minutes |",
             "|---|---|---|---|---|---|---|---|---|"]
     for path in sorted(out.glob("*.json")):
         rec = json.loads(path.read_text())
         st = rec["stats"]
-        killed, timeout = st.get("killed", 0) + st.get("timeout", 0), st.get("timeout", 0)
+        # a mutant that crashes the test process (segfault) is detected, as a timeout is
+        timeout = st.get("timeout", 0) + st.get("segfault", 0)
+        killed = st.get("killed", 0) + timeout
         survived = st.get("survived", 0) + st.get("no_tests", 0)
         minutes = f"{rec['seconds'] / 60:.1f}" if "seconds" in rec else "-"
         not_run = st.get("total", killed + survived) - killed - survived   # a run stopped early
+        score = killed / max(1, killed + survived)
         if not_run == 0:
-            whole = f"{rec['score']:.1%}"
+            whole = f"{score:.1%}"
         elif "sample" in rec:
             est, low, high = estimate(killed, survived, rec["sample"])
             whole = f"{est:.1%} ({low:.1%}-{high:.1%}; {rec['sample']['drawn']} of {rec['sample']['pool']} drawn)"
         else:
             whole = "-"
         rows.append(f"| {', '.join(f'`{m}`' for m in rec['modules'])} | {', '.join(f'`{t}`' for t in rec['tests'])} "
-                    f"| {st.get('total', '-')} | {killed} ({timeout}) | {survived} | {not_run} | {rec['score']:.1%} "
+                    f"| {st.get('total', '-')} | {killed} ({timeout}) | {survived} | {not_run} | {score:.1%} "
                     f"| {whole} | {minutes} |")
     return "\n".join(rows)
 
@@ -204,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             return proc.returncode or 1
         stats = json.loads(stats_path.read_text())
         results = subprocess.run([mutmut, "results"], cwd=work, env=env, capture_output=True, text=True).stdout
-        killed = stats.get("killed", 0) + stats.get("timeout", 0)
+        killed = stats.get("killed", 0) + stats.get("timeout", 0) + stats.get("segfault", 0)
         survived = stats.get("survived", 0) + stats.get("no_tests", 0)
         score = killed / max(1, killed + survived)
         surviving = [line.split(":")[0].strip() for line in results.splitlines() if line.strip().endswith("survived")]

@@ -21,10 +21,13 @@ def _record(folder: Path, name: str, stats: dict, **extra) -> None:
 
 def test_report_counts_timeouts_as_kills_and_stopped_runs_as_not_run(tmp_path):
     _record(tmp_path, "ntk", {"total": 100, "killed": 80, "timeout": 5, "survived": 9, "no_tests": 1}, seconds=600)
-    _record(tmp_path, "data.meshes", {"total": 20, "killed": 18, "timeout": 0, "survived": 2, "no_tests": 0})
+    _record(tmp_path, "data.meshes", {"total": 22, "killed": 18, "timeout": 0, "survived": 2, "no_tests": 0,
+                                      "segfault": 2})
     lines = M.report(tmp_path).splitlines()
-    assert lines[0].startswith("| module | tests | mutants | killed (of which timeouts) | survived | not run | score |")
-    assert lines[2] == "| `inrlib/data/meshes.py` | `tests/test_x.py` | 20 | 18 (0) | 2 | 0 | 90.0% | 90.0% | - |"
+    assert lines[0].startswith("| module | tests | mutants | killed (of which timeouts or crashes) | survived | not run "
+                               "| score |")
+    # two mutants that crash the test process count as killed: 20 of 22
+    assert lines[2] == "| `inrlib/data/meshes.py` | `tests/test_x.py` | 22 | 20 (2) | 2 | 0 | 90.9% | 90.9% | - |"
     assert lines[3] == "| `inrlib/ntk.py` | `tests/test_x.py` | 100 | 85 (5) | 10 | 5 | 89.5% | - | 10.0 |"
 
 
