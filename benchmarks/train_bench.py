@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from inrlib.data import load_image
-    from inrlib.experiments import TABLE2, build_model
+    from inrlib.research.papers import TABLE2
+    from inrlib.research.experiments import build_model
     from inrlib.io import write_json
     from inrlib.train import fit, fit_ensemble
     from ntk_bench import child_gemm

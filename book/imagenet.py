@@ -71,12 +71,13 @@ from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
 from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, progress, resolve_device, runs_dir
-from inrlib.claims import PAPER_VALUES, verdict_counts
+from inrlib.research.claims import PAPER_VALUES, verdict_counts
 from inrlib.data import load_image
-from inrlib.experiments import TABLE2, sweep
-from inrlib.plotting import clip_below_floor, error_map, floor_line, image_grid
-from inrlib.studies import imagenet as S
-from inrlib.widgets import explorer, figure_png, show_figure
+from inrlib.research.papers import TABLE2
+from inrlib.research.sweep import sweep
+from inrlib.book.plotting import clip_below_floor, error_map, floor_line, image_grid
+from inrlib.book.studies import imagenet as S
+from inrlib.book.widgets import explorer, figure_png, show_figure
 
 n_images = n_images or profile_value(profile, smoke=2, quick=4, paper=20)
 side = side or profile_value(profile, smoke=12, quick=32, paper=96)
@@ -159,7 +160,7 @@ show_figure(fig)
 # %% [markdown]
 # ## The runs
 #
-# One sweep task per reading, encoding and group of `ensemble` photos (`inrlib.experiments.sweep`:
+# One sweep task per reading, encoding and group of `ensemble` photos (`inrlib.research.experiments.sweep`:
 # each finished task is saved at once, atomically, and a re-run or an interrupted build reuses it;
 # `workers` runs tasks in a process pool, and any `concurrent.futures` executor, Dask's included,
 # works). The NTK is taken for the claims' reading only.
@@ -310,7 +311,7 @@ explorer([("photo", [f"{p['id']}: {p['label']}" for p in photos]), ("lr reading"
 # ## Re-tuning with Optuna
 #
 # The paper found Table 2 with Optuna: 30 trials per encoding, maximizing PSNR, over "learning
-# rate, batch size, and encoding specific parameters". `inrlib.experiments.tune` runs that search
+# rate, batch size, and encoding specific parameters". `inrlib.research.experiments.tune` runs that search
 # (Optuna's TPE sampler, seeded) with the study stored in an SQLite file (or any database URL), so an
 # interrupted search resumes and several machines can share one. The ranges are ours (the paper's
 # are not stated; the learning rate's covers both readings of Table 2's); the grid is limited as

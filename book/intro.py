@@ -51,8 +51,8 @@ strict = False         # True: stop on missing, partial or stale results (the re
 from IPython.display import Markdown, display
 
 from inrlib.book import markdown_table
-from inrlib.claims import VERDICTS
-from inrlib.studies import reproduction as R
+from inrlib.research.claims import VERDICTS
+from inrlib.book.studies import reproduction as R
 
 book_dir = R.sources_dir()
 gathered = R.gather(R.toc_chapters(R.book_toc()), profile, sources=book_dir)

@@ -83,13 +83,14 @@ from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
 from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, progress, resolve_device, runs_dir
-from inrlib.claims import verdict_counts
+from inrlib.research.claims import verdict_counts
 from inrlib.data import load_mesh
-from inrlib.experiments import TABLE4, TABLE4_MESHES, sweep
-from inrlib.plotting import clip_below_floor, floor_line, image_grid, plot_curves
+from inrlib.research.papers import TABLE4, TABLE4_MESHES
+from inrlib.research.sweep import sweep
+from inrlib.book.plotting import clip_below_floor, floor_line, image_grid, plot_curves
 from inrlib.spectra import ordered_fraction
-from inrlib.studies import occupancy as S
-from inrlib.widgets import show_figure
+from inrlib.book.studies import occupancy as S
+from inrlib.book.widgets import show_figure
 
 meshes = meshes or profile_value(profile, smoke="bunny", quick="bunny,dragon", paper="bunny,dragon")
 epochs = epochs or profile_value(profile, smoke=6, quick=800, paper=4000)
@@ -175,7 +176,7 @@ if profile != "paper":
 # %% [markdown]
 # ## The runs
 #
-# One sweep task per mesh and encoding (`inrlib.experiments.sweep`: saved at once, resumed on a
+# One sweep task per mesh and encoding (`inrlib.research.experiments.sweep`: saved at once, resumed on a
 # re-run; `workers` for a process pool, any executor). The control run (Table 4's learning rate as
 # printed, the same budget, the first mesh's MPE) records only its held-out IoU.
 

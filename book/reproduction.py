@@ -22,7 +22,7 @@
 #
 # Every chapter tests some of the papers' claims and records each as data in its results file: the
 # claim's id, the paper's value (a number, or the paper's sentence for a qualitative claim, both kept
-# in one place, `inrlib.claims.PAPER_VALUES`, with their table, figure or section), our value, a
+# in one place, `inrlib.research.claims.PAPER_VALUES`, with their table, figure or section), our value, a
 # verdict and a note that says how it was judged. This page types in nothing: it reads the results
 # files of one profile, checks them, and sets them side by side. A verdict is one of
 #
@@ -49,9 +49,9 @@ from IPython.display import HTML, Markdown, display
 from matplotlib.figure import Figure
 
 from inrlib.book import ChapterResults, markdown_table
-from inrlib.claims import PAPER_VALUES, VERDICTS
-from inrlib.studies import reproduction as R
-from inrlib.widgets import show_figure
+from inrlib.research.claims import PAPER_VALUES, VERDICTS
+from inrlib.book.studies import reproduction as R
+from inrlib.book.widgets import show_figure
 
 book_dir = R.sources_dir()
 run = ChapterResults("reproduction", profile=profile, device=device, seed=seed, strict=strict)
@@ -124,7 +124,7 @@ if gathered["missing"]:
                                     {"claim": "id", "statement": "statement", "source": "source"})))
 else:
     display(Markdown(f"None: every one of the {len(PAPER_VALUES)} "
-                     "paper values in `inrlib.claims.PAPER_VALUES` is covered by a recorded claim."))
+                     "paper values in `inrlib.research.claims.PAPER_VALUES` is covered by a recorded claim."))
 
 # %% [markdown]
 # ## Reading the table

@@ -75,14 +75,15 @@ from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
 from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, progress, resolve_device, runs_dir
-from inrlib.claims import PAPER_VALUES, verdict_counts
-from inrlib.experiments import TABLE3, sweep
-from inrlib.plotting import (clip_below_floor, error_map, image_grid, image_panel, label_map, plot_curves,
+from inrlib.research.claims import PAPER_VALUES, verdict_counts
+from inrlib.research.papers import TABLE3
+from inrlib.research.sweep import sweep
+from inrlib.book.plotting import (clip_below_floor, error_map, image_grid, image_panel, label_map, plot_curves,
                              plot_spectrum)
 from inrlib.spectra import compare_at, resolved_fraction
-from inrlib.studies import scaling as S
+from inrlib.book.studies import scaling as S
 from inrlib.train import resolve_epochs
-from inrlib.widgets import explorer, figure_png, show_figure
+from inrlib.book.widgets import explorer, figure_png, show_figure
 
 side = side or profile_value(profile, smoke=12, quick=48, paper=128)
 epochs = epochs or profile_value(profile, smoke=4, quick=60, paper=300)
@@ -176,7 +177,7 @@ configs = [c.replace(lr=float(lr)) for c in base_configs]
 # %% [markdown]
 # ## The runs
 #
-# Each encoding is one task of a resumable sweep (`inrlib.experiments.sweep`): a finished run is
+# Each encoding is one task of a resumable sweep (`inrlib.research.experiments.sweep`): a finished run is
 # written at once under a key from its configuration, data, seed and the library's code, and a
 # re-run of this chapter (or an interrupted `make book`) reuses it. `workers` runs them in a process
 # pool; any `concurrent.futures` executor works, Dask's included

@@ -89,12 +89,12 @@ from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
 from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, resolve_device
-from inrlib.claims import claim, verdict_counts
+from inrlib.research.claims import claim, verdict_counts
 from inrlib.ntk import empirical_ntk, rounding_floor, spectrum
-from inrlib.plotting import clip_below_floor, image_grid, plot_spectrum
-from inrlib.studies import bandwidth as S
-from inrlib.studies.scaling import kendall_tau
-from inrlib.widgets import explorer, figure_png, show_figure
+from inrlib.book.plotting import clip_below_floor, image_grid, plot_spectrum
+from inrlib.book.studies import bandwidth as S
+from inrlib.book.studies.scaling import kendall_tau
+from inrlib.book.widgets import explorer, figure_png, show_figure
 
 width = width or profile_value(profile, smoke=64, quick=256, paper=1024)
 n_grid = n_grid or profile_value(profile, smoke=32, quick=128, paper=256)
@@ -318,7 +318,7 @@ claims.append(claim("001.best_w_tracks_signal_frequency", tau_f,
 # pixels. The learning rates: SIREN's customary $10^{-4}$; SIREN multiplies its hidden weights by
 # $\omega_0 = 30$ in the forward pass, so each Adam step (about `lr` in parameter units) moves its
 # folded weights by $30 \times 10^{-4}$; the simple network gets that same step,
-# $3 \times 10^{-3}$ (`inrlib.studies.bandwidth.PHOTO_LR`). Neither rate was tuned here.
+# $3 \times 10^{-3}$ (`inrlib.book.studies.bandwidth.PHOTO_LR`). Neither rate was tuned here.
 
 # %% tags=["hide-input"]
 photo = S.photo_sweep(image, side, {"siren": [10.0, 30.0, 60.0, 120.0], "simple": [1.0, 3.0, 10.0, 30.0]},

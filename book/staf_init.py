@@ -83,14 +83,14 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, resolve_device, runs_dir
-from inrlib.claims import claim, verdict_counts
+from inrlib.research.claims import claim, verdict_counts
 from inrlib.data import load_image
-from inrlib.experiments import sweep
-from inrlib.plotting import clip_below_floor, image_grid, plot_spectrum
+from inrlib.research.sweep import sweep
+from inrlib.book.plotting import clip_below_floor, image_grid, plot_spectrum
 from inrlib.spectra import compare_at
-from inrlib.studies import staf as S
-from inrlib.studies.bandwidth import layer_activations
-from inrlib.widgets import explorer, figure_png, show_figure
+from inrlib.book.studies import staf as S
+from inrlib.book.studies.bandwidth import layer_activations
+from inrlib.book.widgets import explorer, figure_png, show_figure
 
 width = width or profile_value(profile, smoke=32, quick=256, paper=256)
 depth = depth or profile_value(profile, smoke=2, quick=5, paper=5)
@@ -245,7 +245,7 @@ claims.append(claim("002.kronecker_equivalence", worst, "holds" if worst < 1e-12
 # Each network (`ntk_depth` x `ntk_width`, STAF with $\tau$ sinusoids per neuron) on the photo's
 # `side` x `side` grayscale pixels: the float64 NTK on all of them at initialization and after
 # `epochs` epochs of Adam (full batch) at each network's customary rate
-# (`inrlib.studies.staf.TRAIN_LR`), the PSNR then, and the parameter counts. One sweep task each
+# (`inrlib.book.studies.staf.TRAIN_LR`), the PSNR then, and the parameter counts. One sweep task each
 # (saved, resumed).
 
 # %% tags=["hide-input"]

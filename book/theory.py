@@ -51,10 +51,10 @@ from inrlib.book import ChapterResults, claims_markdown, profile_value, resolve_
 from inrlib.encodings import FourierEncoding, IdentityEncoding, MultigridEncoding
 from inrlib.models import CoordinateMLP
 from inrlib.ntk import empirical_ntk, rounding_floor, spectrum
-from inrlib.studies.theory import identity_claims
-from inrlib.theory import (bilinear_cell, bilinear_check, embed, embedding_sensitivities, grid_term,
+from inrlib.book.studies.theory import identity_claims
+from inrlib.research.theory import (bilinear_cell, bilinear_check, embed, embedding_sensitivities, grid_term,
                            interpolation_matrix, one_hidden_layer_ntk, relative_error)
-from inrlib.widgets import explorer_figure, ntk_explorer, show_figure, theory_static_explorer
+from inrlib.book.widgets import explorer_figure, ntk_explorer, show_figure, theory_static_explorer
 
 side = side or profile_value(profile, smoke=8, quick=24, paper=32)
 width = width or profile_value(profile, smoke=64, quick=512, paper=512)
@@ -114,7 +114,7 @@ print(f"profile {profile}: {x2d.shape[0]} 2D points, hidden width {width}, devic
 # $\langle W^{(2)} x_i \tfrac{\partial\phi}{\partial\theta}, \cdot\rangle$, is the $W^{(1)}$ gradient
 # $(W^{(2)\top} \odot \phi') x^\top$); the fourth is the output bias's constant. With $C$ outputs the
 # traced kernel multiplies the $W^{(2)}$ and $b^{(2)}$ terms by $C$ and uses $v_k = \sum_c (W^{(2)}_{ck})^2$.
-# `inrlib.theory.one_hidden_layer_ntk` evaluates {eq}`theory-eq9` from the weights; the engine
+# `inrlib.research.theory.one_hidden_layer_ntk` evaluates {eq}`theory-eq9` from the weights; the engine
 # never sees it.
 
 # %%
@@ -154,7 +154,7 @@ print("share of the trace per term:", ", ".join(f"{k} {v:.3f}" for k, v in share
 # ```
 #
 # four non-negative numbers that sum to one, and zero for every other node of the grid.
-# `inrlib.theory.bilinear_cell` finds the cell from the grid's resolution, evaluates
+# `inrlib.research.theory.bilinear_cell` finds the cell from the grid's resolution, evaluates
 # {eq}`theory-eq2` and {eq}`theory-eq11` from the geometry, and compares them with the encoding's
 # output and with autograd's gradient of that output with respect to the whole table.
 
@@ -215,7 +215,7 @@ show_figure(fig)
 # For one hidden layer, $e_{la}(x) = \tfrac{1}{\sqrt{n d_e}} \sum_k W^{(2)}_k \phi'(z_k)\, W^{(1)}_{k,(l,a)}$,
 # the $W^{(2)} W^{(1)} \tilde g'\, \partial\phi/\partial\theta$ of Eq. 12. $S_l S_l^\top$ is
 # non-zero only for pairs of points that share a grid node, so $K^{+}$ is a *local* kernel: the
-# finer the grid, the closer it is to a (weighted) diagonal. `inrlib.theory.grid_term` builds
+# finer the grid, the closer it is to a (weighted) diagonal. `inrlib.research.theory.grid_term` builds
 # $K^{+}$ from `encoding.corners` (the rows of $S_l$) and from the sensitivities, either by the
 # one-hidden-layer formula or by autograd through a deeper MLP.
 #

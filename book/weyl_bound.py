@@ -76,10 +76,10 @@ from matplotlib.figure import Figure
 
 from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, progress, resolve_device
 from inrlib.data import load_image
-from inrlib.plotting import clip_below_floor
-from inrlib.studies.weyl import (APPROX_MAX_FRACTION, APPROX_MIN_RATIO, chain_b_verdict, plot_ratio, plot_weyl_panel,
+from inrlib.book.plotting import clip_below_floor
+from inrlib.book.studies.weyl import (APPROX_MAX_FRACTION, APPROX_MIN_RATIO, chain_b_verdict, plot_ratio, plot_weyl_panel,
                                  weyl_claims, weyl_study)
-from inrlib.widgets import show_figure
+from inrlib.book.widgets import show_figure
 
 resolution = resolution or profile_value(profile, smoke=8, quick=48, paper=128)
 epochs = epochs or profile_value(profile, smoke=2, quick=20, paper=300)

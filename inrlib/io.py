@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from .resources import env_path
+
 __all__ = ["cache_dir", "atomic_write", "atomic_path", "write_json", "read_json"]
 
 
@@ -23,9 +25,9 @@ def cache_dir(*parts: str) -> Path:
     The root is ``$INRLIB_CACHE`` when set, else ``$XDG_CACHE_HOME/inrlib``, else
     ``~/.cache/inrlib``.
     """
-    root = os.environ.get("INRLIB_CACHE")
-    if root:
-        base = Path(root)
+    root = env_path("INRLIB_CACHE")
+    if root is not None:
+        base = root
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "inrlib"
     path = base.joinpath(*parts)

@@ -51,7 +51,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, jvp, linearize, vjp, vmap
 
-from .encodings import coords_validated   # a context flag only: the engine imports no model class
+from . import resources
+from .coords import coords_validated
+from .resources import available_memory  # noqa: F401 (re-exported: inrlib.ntk.available_memory)
 
 __all__ = [
     "empirical_ntk", "spectrum", "resample_spectrum", "weyl_check", "rounding_floor",
@@ -193,34 +195,9 @@ def _check_inputs(model: nn.Module, x: Tensor, name: str = "x") -> None:
         raise ValueError(f"the model takes {dim}-D coordinates but {name} has {x.shape[1]} columns")
 
 
-def available_memory(device: torch.device) -> int:
-    """Bytes that can reasonably be allocated on ``device``: on CUDA the driver's free memory plus what
-    PyTorch's caching allocator holds reserved but unallocated (an earlier kernel's blocks, free for
-    reuse, which ``mem_get_info`` counts as used), capped by the process's share of the card when
-    ``torch.cuda.set_per_process_memory_fraction`` set one (processes sharing a GPU); else MemAvailable."""
-    if device.type == "cuda":
-        free, total = torch.cuda.mem_get_info(device)
-        reserved = torch.cuda.memory_reserved(device)
-        cached = max(0, reserved - torch.cuda.memory_allocated(device))
-        get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
-        index = device.index if device.index is not None else torch.cuda.current_device()   # it needs an index
-        fraction = get_fraction(index) if get_fraction is not None else 1.0
-        if fraction < 1.0:   # the allocator refuses to reserve past fraction * total
-            free = min(free, max(0, int(fraction * total) - reserved))
-        return int(free + cached)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:  # pragma: no cover - non-Linux
-        pass
-    return 8 * 2 ** 30
-
-
 def _budget(memory_budget: int | float | None, device: torch.device) -> int:
     if memory_budget is None:
-        return int(0.5 * available_memory(device))
+        return int(0.5 * resources.available_memory(device))
     if memory_budget <= 0:
         raise ValueError(f"memory_budget is in bytes and must be positive, got {memory_budget}")
     return int(memory_budget)

@@ -29,14 +29,14 @@ class EmptySurfaceError(ValueError):
 
 
 def _check_resolution(resolution: int, chunk: int) -> int:
-    from .ntk import available_memory
+    from . import resources
     if isinstance(resolution, bool) or int(resolution) != resolution or resolution < 2:
         raise ValueError(f"resolution must be an integer >= 2 (grid nodes per axis), got {resolution!r}")
     r = int(resolution)
     # the float32 grid of values, marching cubes' working copies (about 4 more float32 / bool planes of
     # it), and one chunk of float32 coordinates
     need = r ** 3 * 4 * 5 + chunk * 3 * 4
-    free = available_memory(torch.device("cpu"))
+    free = resources.available_memory(torch.device("cpu"))
     if need > free:
         fits = int((free / 20) ** (1 / 3))
         raise MemoryError(f"a {r}^3 grid needs about {need / 2**30:.1f} GiB of host memory to evaluate and "

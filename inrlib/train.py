@@ -33,8 +33,6 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-import os
-import sys
 import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -43,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .encodings import coords_validated
+from . import resources
+from .coords import coords_validated
 from .metrics import psnr_from_mse
 
 __all__ = [
@@ -379,19 +378,8 @@ def _member_loss_sums(name: str, out: Tensor, y: Tensor) -> Tensor:
 
 
 def _resolve_progress(progress: bool | None) -> bool:
-    """``progress`` if given, else whether a person is watching (the book's rule, one place for it)."""
-    if progress is not None:
-        return bool(progress)
-    try:
-        from .book import progress_enabled
-    except ImportError:                      # the rule itself, should the book helpers be absent
-        flag = os.environ.get("INRLIB_PROGRESS", "").strip().lower()
-        if flag in ("0", "false", "no", "off") or (not flag and os.environ.get("CI")):
-            return False
-        if flag in ("1", "true", "yes", "on"):
-            return True
-        return "ipykernel" in sys.modules or bool(getattr(sys.stderr, "isatty", lambda: False)())
-    return progress_enabled()
+    """``progress`` if given, else whether a person is watching (:func:`inrlib.resources.progress_enabled`)."""
+    return bool(progress) if progress is not None else resources.progress_enabled()
 
 
 # ----------------------------------------------------------------------------- what the loop trains
@@ -885,7 +873,7 @@ def fit(
     progress:
         Show a ``tqdm.auto`` bar over epochs. ``None``: only for a person watching (a terminal or
         a Jupyter kernel; never with ``INRLIB_PROGRESS=0``, which the book pipeline sets, or
-        ``CI``): :func:`inrlib.book.progress_enabled`.
+        ``CI``): :func:`inrlib.resources.progress_enabled`.
     optimizer_kwargs:
         Extra arguments for the torch optimizer (``momentum``, ``weight_decay``, ``betas``, ...).
     data_range:

@@ -18,7 +18,7 @@ environment, see ``make venv``):
 - the kernel writes the chapters' results to ``_build/lab/results/<profile>``, apart from the book
   build's ``_build/results``, so numbers from a live session with changed parameters never reach
   the built book or the reproduction table; finished training runs under ``_build/runs`` are reused;
-- ``INRLIB_STATIC_PAGE`` is unset, so explorers are the live ones (:func:`inrlib.widgets.explorer`).
+- ``INRLIB_STATIC_PAGE`` is unset, so explorers are the live ones (:func:`inrlib.book.widgets.explorer`).
 
 The server stops on Ctrl-C (it shuts its kernels down first). :func:`lab_server` is the same
 setup as a context manager, for tests.

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "MPLBACKEND": "Agg", "INRLIB_PROGRESS": "0", "OMP_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1"}
         args.out.mkdir(parents=True, exist_ok=True)
-        # inrlib/data/meshes.py -> data.meshes (inrlib/theory.py and inrlib/studies/theory.py differ)
+        # inrlib/data/meshes.py -> data.meshes (inrlib/research/theory.py and inrlib/book/studies/theory.py differ)
         name = "_".join(Path(m).with_suffix("").as_posix().removeprefix("inrlib/").replace("/", ".") for m in args.modules)
         log = args.out / f"{name}.log"
         started = time.monotonic()

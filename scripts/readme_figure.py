@@ -2,7 +2,7 @@
 """Draw the README's figure, ``docs/ntk_spectra.png``: the empirical NTK of a 1D ReLU network
 (2 x 256, NTK parameterization) on 256 evenly spaced points without encoding, with Fourier features
 and with a multigrid encoding (three levels, 448 grid values): the three kernel matrices and their spectra on one log scale, with
-the float64 rounding floor. Computed by ``inrlib`` (``inrlib.widgets.explorer_state``), never drawn
+the float64 rounding floor. Computed by ``inrlib`` (``inrlib.book.widgets.explorer_state``), never drawn
 by hand; run ``.venv/bin/python scripts/readme_figure.py`` to redraw it."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from inrlib.io import atomic_write  # noqa: E402
-from inrlib.widgets import explorer_state, figure_png  # noqa: E402
+from inrlib.book.widgets import explorer_state, figure_png  # noqa: E402
 
 SETTINGS = [("no encoding", dict(encoding="none"), "C3"),
             ("Fourier features, L = 6", dict(encoding="fourier", fourier_levels=6), "C0"),

@@ -110,7 +110,7 @@ def install_stand_ins(report: Report):
     """``IPython.display.display`` writes to the report (a minimal ``IPython.display`` stands in
     where IPython is not installed); the explorers, which need ipywidgets, are skipped. Returns a
     function that puts everything back (a run inside a longer process, a test, leaves no trace)."""
-    import inrlib.widgets as widgets
+    import inrlib.book.widgets as widgets
 
     names = ("explorer", "ntk_explorer", "theory_static_explorer", "choice_stack")
     saved_widgets = {name: getattr(widgets, name) for name in names}

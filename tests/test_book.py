@@ -283,8 +283,8 @@ def toc_build(tmp_path_factory):
 #: A chapter added to the toc without an entry here fails: state what its page must have.
 def _reproduction_complete(n):
     """The reproduction table covers every paper value, from every chapter, with no problem."""
-    from inrlib.claims import PAPER_VALUES
-    from inrlib.studies.reproduction import covers, toc_chapters
+    from inrlib.research.claims import PAPER_VALUES
+    from inrlib.book.studies.reproduction import covers, toc_chapters
     ids = list(n["verdicts"])
     return (n["problems"] == [] and n["missing"] == [] and n["n_claims"] == len(ids)
             and all(any(covers(i, p) for i in ids) for p in PAPER_VALUES)
@@ -353,7 +353,7 @@ def test_toc_chapter_shows_what_it_must(toc_build, entry):
     assert results["params"]["profile"] == "smoke"
     assert need["results"](results["numbers"]), f"{stem}: its results do not say what they must"
     if "claims" in results["numbers"]:
-        from inrlib.claims import check_claims
+        from inrlib.research.claims import check_claims
         check_claims(results["numbers"]["claims"])
 
 

@@ -1,10 +1,10 @@
-"""The papers' values (inrlib.claims) and reading spectra against the floor (inrlib.spectra)."""
+"""The papers' values (inrlib.research.claims) and reading spectra against the floor (inrlib.spectra)."""
 import math
 
 import numpy as np
 import pytest
 
-from inrlib.claims import (CLAIM_FIELDS, PAPER_VALUES, VERDICTS, check_claims, claim, paper_value,
+from inrlib.research.claims import (CLAIM_FIELDS, PAPER_VALUES, VERDICTS, check_claims, claim, paper_value,
                            verdict_counts, verdict_from_difference)
 from inrlib.spectra import compare_at, log10_ratio, mean_log_spectrum, percentile_eigenvalue, resolved_fraction
 
@@ -161,7 +161,7 @@ def test_quotes_are_the_papers_words():
 
 def test_add_builds_one_entry_and_refuses_a_duplicate(monkeypatch):
     """`_add` fills PAPER_VALUES at import time (mutation testing cannot see that run): called here on an empty table."""
-    import inrlib.claims as C
+    import inrlib.research.papers as C
     monkeypatch.setattr(C, "PAPER_VALUES", {})
     C._add("000.fig9.x", "paper 000, Fig. 9", "a statement", 3.5, "dB")
     C._add("002.claim", "paper 002, Sec. 3", "a sentence", quote="the words")

@@ -316,9 +316,9 @@ def test_every_pillow_mode_reads_to_its_float_values():
 
 def test_image_memory_refusal_names_sizes_and_a_side_that_fits(monkeypatch):
     """The check before resizing: 28 bytes per pixel and channel plus the returned tensors, against the free memory."""
-    import inrlib.ntk as ntk
+    import inrlib.resources as resources
     from inrlib.data.images import _check_fits
-    monkeypatch.setattr(ntk, "available_memory", lambda device: 2 ** 30)
+    monkeypatch.setattr(resources, "available_memory", lambda device: 2 ** 30)
     need = 1000 * 2000 * (28 * 3 + 5 * 4)                     # float32 targets (3) and coords (2)
     assert need < 2 ** 30
     _check_fits(1000, 2000, 3, torch.float32, None)           # fits: no error
@@ -449,10 +449,10 @@ def test_load_image_resolution_forms_dtype_and_layout():
 
 def test_image_memory_check_counts_an_accelerator_apart(monkeypatch):
     """On another device the returned tensors live there: host memory holds only the resize buffers."""
-    import inrlib.ntk as ntk
+    import inrlib.resources as resources
     from inrlib.data.images import _check_fits
     free = {"cpu": 10 ** 9, "meta": 10 ** 6}
-    monkeypatch.setattr(ntk, "available_memory", lambda device: free[device.type])
+    monkeypatch.setattr(resources, "available_memory", lambda device: free[device.type])
     h, w = 1000, 35                                            # 28 * 1 * 35000 = 0.98e6 host, 3 * 4 * 35000 on meta
     _check_fits(h, w, 1, torch.float32, "cpu")
     _check_fits(h, w, 1, torch.float32, torch.device("cpu"))
@@ -607,17 +607,17 @@ def test_thin_resolutions_crop_boxes_and_the_memory_boundary(monkeypatch):
     for res in ((1, 5), (5, 1), 1):
         _, t, shape = data.load_image(smooth_rgb(8, 8), res)
         assert shape[:2] == ((res, res) if isinstance(res, int) else res) and t.shape[0] == shape[0] * shape[1]
-    import inrlib.ntk as ntk
+    import inrlib.resources as resources
     need32 = 100 * 100 * (28 + 3 * 4)
     need64 = 100 * 100 * (28 + 3 * 8)
-    monkeypatch.setattr(ntk, "available_memory", lambda device: need32)
+    monkeypatch.setattr(resources, "available_memory", lambda device: need32)
     _check_fits(100, 100, 1, torch.float32, None)                 # exactly what is free: fits
     data.load_image(np.zeros((100, 100)), 100)
     with pytest.raises(MemoryError, match="of host memory"):      # the float64 tensors count 8 bytes a value
         data.load_image(np.zeros((100, 100)), 100, dtype=torch.float64)
     assert need64 > need32
     free = {"cpu": 2_300_000, "meta": 10 ** 9}                    # host: 28 * 80000 = 2.24e6 without the tensors
-    monkeypatch.setattr(ntk, "available_memory", lambda device: free[device.type])
+    monkeypatch.setattr(resources, "available_memory", lambda device: free[device.type])
     _check_fits(1000, 80, 1, torch.float32, "meta")
     with pytest.raises(MemoryError, match="of host memory"):      # on the host they would add 0.96e6
         _check_fits(1000, 80, 1, torch.float32, "cpu")

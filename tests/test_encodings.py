@@ -305,7 +305,7 @@ def test_grid_ntk_terms_equal_the_jacobian_kernel(make):
 
 
 def test_check_coords_defaults_messages_and_tolerance():
-    from inrlib.encodings import DOMAIN_TOLERANCE, check_coords
+    from inrlib.coords import DOMAIN_TOLERANCE, check_coords
     with pytest.raises(ValueError, match=r"^encoding expects coordinates in \[0, 1\]\^2, got values in \[0\.2, 1\.5\]; "
                                          r"rescale the inputs, or pass clamp=True to clamp them to the domain$"):
         check_coords(torch.tensor([[0.2, 1.5]]), 2)                     # not clamped by default
@@ -329,7 +329,7 @@ def test_check_coords_defaults_messages_and_tolerance():
 
 def test_check_coords_inside_vmap_skips_values_and_still_clamps():
     """Under torch.func.vmap values cannot be read: no check, but clamp=True still clamps (the NTK reference path)."""
-    from inrlib.encodings import _is_batched, check_coords
+    from inrlib.coords import _is_batched, check_coords
     x = torch.tensor([[-0.5, 1.5], [0.25, 0.5]])
     torch.testing.assert_close(torch.func.vmap(lambda r: check_coords(r[None], 2, clamp=True))(x)[:, 0],
                                torch.tensor([[0.0, 1.0], [0.25, 0.5]]))

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from inrlib.experiments import RunConfig, build_model
+from inrlib.research.experiments import RunConfig, build_model
 from inrlib.train import CallbackError, fit, fit_ensemble
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py

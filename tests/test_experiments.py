@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from inrlib.data import load_image
-from inrlib.experiments import TABLE2, TABLE3, RunConfig, SweepError, build_model, run, run_ensemble, sweep, task_key
+from inrlib.research.papers import TABLE2, TABLE3
+from inrlib.research.experiments import RunConfig, build_model, run, run_ensemble
+from inrlib.research.sweep import SweepError, sweep, task_key
 from inrlib.ntk import empirical_ntk, rounding_floor, spectrum
-from inrlib.studies.scaling import probe_task
+from inrlib.book.studies.scaling import probe_task
 from inrlib.train import fit
 
 

@@ -33,7 +33,7 @@ scale = 2.0
 from IPython.display import HTML, Markdown, display
 from matplotlib.figure import Figure
 from inrlib.book import ChapterResults
-from inrlib.widgets import explorer, show_figure
+from inrlib.book.widgets import explorer, show_figure
 order = [profile, scale]
 
 # %%
@@ -150,7 +150,7 @@ def test_a_run_leaves_no_trace_in_the_process(tmp_path, monkeypatch):
     """The working directory, the environment, the explorers and IPython's display are put back."""
     import os
 
-    import inrlib.widgets as widgets
+    import inrlib.book.widgets as widgets
     monkeypatch.delenv("INRLIB_RESULTS_DIR", raising=False)
     before = (os.getcwd(), widgets.explorer, widgets.choice_stack, dict(os.environ))
     src = _write(tmp_path, CHAPTER.replace('show_figure(fig)', 'show_figure(fig)\nraise KeyError("boom")'))

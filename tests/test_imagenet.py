@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inrlib.experiments import TABLE2, RunConfig, tune
+from inrlib.research.papers import TABLE2
+from inrlib.research.experiments import RunConfig
+from inrlib.research.tuning import tune
 from inrlib.ntk import resample_spectrum
-from inrlib.studies import imagenet as I
+from inrlib.book.studies import imagenet as I
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
@@ -346,7 +348,8 @@ def test_suggest_draws_each_parameter_on_its_stated_scale_and_builds_grids():
 
 
 def test_tune_task_scores_the_final_psnr_of_a_seeded_fit_and_names_its_study(monkeypatch):
-    import inrlib.experiments as E
+    import inrlib.research.experiments as E
+    import inrlib.research.tuning as TU
     import inrlib.train as T
     from inrlib.data import load_image
     seen = {}
@@ -356,7 +359,7 @@ def test_tune_task_scores_the_final_psnr_of_a_seeded_fit_and_names_its_study(mon
         seen["score"] = objective(base)
         return {"ok": True}
 
-    monkeypatch.setattr(E, "tune", fake_tune)
+    monkeypatch.setattr(TU, "tune", fake_tune)
     assert I.tune_task("ffe", "camera", 8, 2, 3, "/tmp/s.sqlite3") == {"ok": True}
     assert seen["study_name"] == "imagenet-ffe-8px-2ep-seed0" and seen["seed"] == 0
     assert seen["storage"] == "/tmp/s.sqlite3" and seen["n_trials"] == 3 and seen["base"].epochs == 2
@@ -377,7 +380,7 @@ def test_tune_task_scores_the_final_psnr_of_a_seeded_fit_and_names_its_study(mon
 
 def test_final_prediction_is_float32_on_the_pixels_and_the_heldout_points():
     import torch
-    from inrlib.studies.scaling import image_data
+    from inrlib.book.studies.scaling import image_data
     d = image_data(I.image_list(n_images=1)[0]["path"], 6, heldout=10)
     model = torch.nn.Linear(2, 3)
     assert I._FinalPrediction(d)(model, 3, None, False) is None

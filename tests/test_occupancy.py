@@ -6,8 +6,8 @@ import pytest
 import trimesh
 import torch
 
-from inrlib.experiments import TABLE4, table4
-from inrlib.studies import occupancy as O
+from inrlib.research.papers import TABLE4, table4
+from inrlib.book.studies import occupancy as O
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
@@ -110,7 +110,7 @@ def test_output_kernel_is_the_logit_kernel_times_the_sigmoid_slopes():
     """Chain rule: K_out(x, x') = s(x) s(x') K_logit(x, x'), s = sigmoid'(z) at the logit z."""
     import torch
 
-    from inrlib.experiments import build_model
+    from inrlib.research.experiments import build_model
     from inrlib.ntk import empirical_ntk
     cfg = O.table4_configs("dragon", hidden=(16, 16))[2].replace(encoding={"resolutions": [5]})
     model = build_model(cfg, 3, 1, seed=3).double()
@@ -249,7 +249,7 @@ def test_occupancy_task_draws_its_points_as_documented(sphere_path, tmp_path, mo
     import torch
 
     from inrlib.data import load_mesh, occupancy_samples
-    from inrlib.experiments import RunConfig, build_model
+    from inrlib.research.experiments import RunConfig, build_model
     from inrlib.metrics import iou
     from inrlib.ntk import empirical_ntk, spectrum
     monkeypatch.setenv("INRLIB_CACHE", str(tmp_path / "cache"))
@@ -299,7 +299,7 @@ def test_surface_measure_reads_the_logit_kernel_then_the_level_set_chamfer_and_r
     epoch (none without a probe), and at the end the level set in the mesh's box widened by 0.02 and
     clipped to the unit cube, its Chamfer-L1 and face count, and the render from CAMERA."""
     from inrlib.data import load_mesh, occupancy_samples
-    from inrlib.experiments import RunConfig, build_model
+    from inrlib.research.experiments import RunConfig, build_model
     from inrlib.ntk import empirical_ntk, rounding_floor, spectrum
     from inrlib.render import chamfer_l1, extract_surface, render
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from inrlib.claims import CLAIM_FIELDS, PAPER_VALUES, claim
-from inrlib.studies import reproduction as R
-from inrlib.studies.theory import IDENTITY_CHECKS, identity_claims
-from inrlib.studies.weyl import weyl_claims
+from inrlib.research.claims import CLAIM_FIELDS, PAPER_VALUES, claim
+from inrlib.book.studies import reproduction as R
+from inrlib.book.studies.theory import IDENTITY_CHECKS, identity_claims
+from inrlib.book.studies.weyl import weyl_claims
 
 ROOT = Path(__file__).resolve().parents[1]
 

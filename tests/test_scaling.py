@@ -1,12 +1,14 @@
-"""The scaling study (inrlib.studies.scaling) against independent computations."""
+"""The scaling study (inrlib.book.studies.scaling) against independent computations."""
 import numpy as np
 import pytest
 import torch
 
 from inrlib.data import load_image
-from inrlib.experiments import TABLE3, build_model, sweep
+from inrlib.research.papers import TABLE3
+from inrlib.research.experiments import build_model
+from inrlib.research.sweep import sweep
 from inrlib.ntk import empirical_ntk, gradient_flow_time
-from inrlib.studies import scaling as S
+from inrlib.book.studies import scaling as S
 
 
 def test_scaled_configs_keep_the_grid_rule():
@@ -112,7 +114,7 @@ def test_scaling_task_and_claims_end_to_end(tmp_path):
         assert r["t_flow"] == pytest.approx(gradient_flow_time(10, 16, 100, 1))
     rows = S.summarize(results)
     claims = S.scaling_claims(results, rows, "test")
-    from inrlib.claims import check_claims
+    from inrlib.research.claims import check_claims
     check_claims(claims, required=[f"000.table3.psnr.{n}" for n in S.ENCODINGS] + [
         "000.abstract.lambda_min.mpe_over_baseline", "000.abstract.lambda_min.mpe_over_ffe",
         "000.abstract.psnr_gain.over_baseline", "000.abstract.psnr_gain.over_ffe", "000.fig2.no_grid_near_baseline",
@@ -373,7 +375,7 @@ def test_loss_below_epoch_prefers_the_full_data_loss():
 def test_probe_task_reports_a_finished_or_a_diverged_run():
     """The probe's numbers are those of the same seeded fit done here; a diverged one says at which
     epoch, with the first sentence of the error."""
-    from inrlib.experiments import build_model
+    from inrlib.research.experiments import build_model
     from inrlib.train import fit
     cfg = S.scaled_configs(8, lr=0.1, epochs=3, batch_size=16, hidden=(8, 8))[0]
     ok = S.probe_task(cfg.name, cfg.to_dict(), "camera", 8, True, 2)
@@ -415,7 +417,7 @@ def _scaling_fixture():
 
 
 def test_scaling_claims_values_verdicts_and_notes_from_closed_forms():
-    from inrlib.claims import PAPER_VALUES, verdict_from_difference
+    from inrlib.research.claims import PAPER_VALUES, verdict_from_difference
     results, rows = _scaling_fixture()
     c = {r["id"]: r for r in S.scaling_claims(results, rows, "CTX")}
     for r in rows:
@@ -548,7 +550,7 @@ def test_measure_records_the_kernel_regression_and_the_final_regions_by_hand():
 
 
 def test_scaling_claims_figure_4_notes_units_and_their_unjudgeable_cases():
-    from inrlib.claims import PAPER_VALUES
+    from inrlib.research.claims import PAPER_VALUES
     results, rows = _scaling_fixture()
     c = {r["id"]: r for r in S.scaling_claims(results, rows, "CTX")}
     t3 = " / ".join(f"{PAPER_VALUES[f'000.table3.psnr.{k}']['value']:g}" for k in ("ffe_low", "ffe_mid", "ffe_high"))

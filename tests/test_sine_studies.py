@@ -10,8 +10,8 @@ import torch
 from scipy.linalg import toeplitz
 
 from inrlib.ntk import empirical_ntk
-from inrlib.studies import bandwidth as B
-from inrlib.studies import staf as T
+from inrlib.book.studies import bandwidth as B
+from inrlib.book.studies import staf as T
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
@@ -162,7 +162,7 @@ def test_train_and_kernels_reports_the_networks_own_kernels_and_psnr(monkeypatch
     (and then no final spectrum)."""
     from inrlib.metrics import psnr
     from inrlib.ntk import empirical_ntk, spectrum
-    from inrlib.studies.scaling import image_data
+    from inrlib.book.studies.scaling import image_data
     side = 6
     r = T.train_and_kernels("SIREN", "astronaut", side, width=8, depth=1, epochs=3, seed=2)   # a colour photo
     assert capsys.readouterr().err == ""                                  # no progress bar
@@ -295,7 +295,7 @@ def test_tuning_sweep_rows_are_the_members_own_fits(capsys):
 
 def test_photo_sweep_rows_are_the_members_own_fits(capsys):
     from inrlib.metrics import psnr
-    from inrlib.studies.scaling import image_data
+    from inrlib.book.studies.scaling import image_data
     from inrlib.train import fit
     side = 6
     rows = B.photo_sweep("astronaut", side, {"siren": [20.0], "simple": [5.0, 9.0]}, width=8, depth=1, epochs=3,
@@ -394,7 +394,7 @@ def test_photo_sweep_rows_read_the_histories_and_the_untrained_networks(monkeypa
     the ensemble's epoch time / members), held-out PSNR and prediction of the untouched networks."""
     import inrlib.train as T
     from inrlib.metrics import psnr
-    from inrlib.studies.scaling import image_data
+    from inrlib.book.studies.scaling import image_data
     fake = _fake_histories([[20.0, 25.0, 26.0], [10.0, 12.0, 24.9]], seconds=0.6)
     monkeypatch.setattr(T, "fit_ensemble", fake)
     rows = B.photo_sweep("camera", 8, {"simple": [1.0, 3.0]}, width=8, depth=2, epochs=3, target_psnr=25.0, seed=2)

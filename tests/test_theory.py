@@ -1,4 +1,4 @@
-"""Paper 000's kernel algebra by hand (inrlib.theory) against the engine, the Weyl chains, and the widgets' logic."""
+"""Paper 000's kernel algebra by hand (inrlib.research.theory) against the engine, the Weyl chains, and the widgets' logic."""
 import math
 
 import numpy as np
@@ -9,10 +9,10 @@ from inrlib.encodings import FourierEncoding, HashGridEncoding, IdentityEncoding
 from inrlib.models import CoordinateMLP
 from inrlib.ntk import empirical_ntk
 from inrlib.book import markdown_table
-from inrlib.studies.weyl import chain_b_verdict, weyl_chains, weyl_study
-from inrlib.theory import (bilinear_cell, bilinear_check, embed, embedding_sensitivities, grid_term,
+from inrlib.book.studies.weyl import chain_b_verdict, weyl_chains, weyl_study
+from inrlib.research.theory import (bilinear_cell, bilinear_check, embed, embedding_sensitivities, grid_term,
                            interpolation_matrix, one_hidden_layer_ntk, relative_error)
-from inrlib.widgets import (draw_explorer, explorer_figure, explorer_state, figure_png, grid_levels,
+from inrlib.book.widgets import (draw_explorer, explorer_figure, explorer_state, figure_png, grid_levels,
                             ntk_explorer)
 
 TOL = 1e-12
@@ -220,7 +220,7 @@ def test_ntk_explorer_reacts_to_its_controls(monkeypatch):
     assert box.state["settings"]["fourier_levels"] == 5
     box.controls["term"].value = "grid"
     assert box.state["zero"]
-    import inrlib.widgets as W
+    import inrlib.book.widgets as W
 
     def broken(*a, **k):
         raise RuntimeError("boom")
@@ -230,7 +230,7 @@ def test_ntk_explorer_reacts_to_its_controls(monkeypatch):
 
 
 def test_static_explorer_links_every_stack_to_its_control():
-    from inrlib.widgets import STATIC_CLASS, static_explorer
+    from inrlib.book.widgets import STATIC_CLASS, static_explorer
     calls = []
 
     def picture(idx):
@@ -258,7 +258,7 @@ def test_static_explorer_links_every_stack_to_its_control():
 
 
 def test_live_explorer_draws_on_demand_and_caches():
-    from inrlib.widgets import LIVE_CLASS, live_explorer
+    from inrlib.book.widgets import LIVE_CLASS, live_explorer
     calls = []
 
     def picture(idx):
@@ -285,7 +285,7 @@ def test_live_explorer_draws_on_demand_and_caches():
 
 
 def test_explorer_is_static_in_the_book_build_and_live_elsewhere(monkeypatch):
-    from inrlib.widgets import LIVE_CLASS, STATIC_CLASS, explorer
+    from inrlib.book.widgets import LIVE_CLASS, STATIC_CLASS, explorer
     axes = [("a", ["x", "y"])]
     monkeypatch.setenv("INRLIB_STATIC_PAGE", "1")
     assert STATIC_CLASS in explorer(axes, lambda i: f"{i}")._dom_classes
@@ -295,12 +295,12 @@ def test_explorer_is_static_in_the_book_build_and_live_elsewhere(monkeypatch):
 
 
 def test_theory_static_explorer_pictures_are_the_live_explorers(monkeypatch):
-    import inrlib.widgets as W
+    import inrlib.book.widgets as W
     # a smaller grid of settings than the page's (63 pictures there): the same code, a third of the pictures
     monkeypatch.setattr(W, "STATIC_FOURIER_LEVELS", (2, 4))
     monkeypatch.setattr(W, "STATIC_RESOLUTIONS", (8, 16, 32))
     monkeypatch.setattr(W, "STATIC_LEVELS", (1, 2))
-    from inrlib.widgets import STATIC_FOURIER_LEVELS, STATIC_LEVELS, STATIC_RESOLUTIONS, theory_static_explorer
+    from inrlib.book.widgets import STATIC_FOURIER_LEVELS, STATIC_LEVELS, STATIC_RESOLUTIONS, theory_static_explorer
     box = theory_static_explorer(n_points=8, width=4, dpi=20)
     dropdown = box.controls["encoding"]
     assert [o[0] for o in dropdown.options] == ["none (baseline MLP)", "Fourier features (FFE)", "multigrid (MPE)"]
@@ -362,7 +362,7 @@ def test_weyl_study_end_kernels_are_taken_after_training():
     """The 'end' row's spectrum is the kernel of the model trained for all epochs (rebuilt and
     trained here independently), not the initial one."""
     from inrlib.ntk import spectrum
-    from inrlib.studies.weyl import model_from_config
+    from inrlib.book.studies.weyl import model_from_config
     from inrlib.train import fit
     torch.manual_seed(0)
     t = (torch.arange(5, dtype=torch.float32) + 0.5) / 5
@@ -383,7 +383,7 @@ def test_weyl_study_end_kernels_are_taken_after_training():
 
 # ----------------------------------------------------------------------------- the Weyl study's helpers and plots
 def test_stage_epochs_by_name_or_epoch_and_their_bounds():
-    from inrlib.studies.weyl import _stage_epochs
+    from inrlib.book.studies.weyl import _stage_epochs
     assert _stage_epochs(("init", "middle", "end"), 9) == {"init": 0, "middle": 4, "end": 9}
     assert _stage_epochs(["end"], 6) == {"end": 6}
     assert _stage_epochs({"a": 0, "b": 7.0}, 7) == {"a": 0, "b": 7}
@@ -399,7 +399,7 @@ def test_stage_epochs_by_name_or_epoch_and_their_bounds():
 def test_psnr_at_reads_the_history_at_an_epoch():
     from types import SimpleNamespace
 
-    from inrlib.studies.weyl import _psnr_at
+    from inrlib.book.studies.weyl import _psnr_at
     h = SimpleNamespace(initial={"psnr": 11.0}, psnr=[12.0, 13.0, 14.0], epochs=[2, 4, 6])
     assert _psnr_at(h, 0) == 11.0 and _psnr_at(h, 4) == 13.0 and _psnr_at(h, 6) == 14.0
     assert math.isnan(_psnr_at(h, 5)) and math.isnan(_psnr_at(None, 4))
@@ -408,7 +408,7 @@ def test_psnr_at_reads_the_history_at_an_epoch():
 
 
 def test_baseline_from_model_is_seeded():
-    from inrlib.studies.weyl import baseline_from_model, model_from_config
+    from inrlib.book.studies.weyl import baseline_from_model, model_from_config
     cfg = dict(name="c", encoding=dict(type="multigrid", resolutions=[4, 8], features=2), hidden=[8, 8], seed=3)
     model = model_from_config(cfg, 2, 1)
     a, b = baseline_from_model(model, 5), baseline_from_model(model, 5)
@@ -429,7 +429,7 @@ def test_plot_weyl_panel_draws_the_spectra_and_both_lower_bounds():
     from matplotlib.colors import to_rgba
     from matplotlib.figure import Figure
 
-    from inrlib.studies.weyl import plot_weyl_panel
+    from inrlib.book.studies.weyl import plot_weyl_panel
     spec = _weyl_spec()
     ax = Figure().add_subplot()
     plot_weyl_panel(ax, spec, title="grids 4,8 / end", legend=True)
@@ -459,7 +459,7 @@ def test_plot_ratio_draws_one_line_per_config_over_the_violation_band():
     from matplotlib.colors import to_rgba
     from matplotlib.figure import Figure
 
-    from inrlib.studies.weyl import plot_ratio
+    from inrlib.book.studies.weyl import plot_ratio
     spectra = {("a", "end"): {"ratio": np.array([1.5, 1.2, 0.9])}, ("b", "end"): {"ratio": np.array([3.0, 2.5])},
                ("a", "init"): {"ratio": np.array([9.0])}}
     ax = Figure().add_subplot()
@@ -480,7 +480,7 @@ def test_plot_ratio_draws_one_line_per_config_over_the_violation_band():
 
 
 def test_weyl_claims_notes_and_units_word_for_word():
-    from inrlib.studies.weyl import APPROX_MAX_FRACTION, APPROX_MIN_RATIO, weyl_claims
+    from inrlib.book.studies.weyl import APPROX_MAX_FRACTION, APPROX_MIN_RATIO, weyl_claims
     s = {"n_cases": 1, "chain_a_holds_all": True, "chain_a_min_slack_over_tol": 12.3456, "chain_b_holds": 0,
          "chain_b_approximately": 1, "chain_b_fails": 0, "chain_b_worst_ratio": 0.98765, "chain_b_worst_case": "g / end"}
     a, b = weyl_claims(s)                                   # one case is enough to judge
@@ -499,7 +499,7 @@ def test_plot_weyl_panel_styles_floors_title_and_legend():
     from matplotlib.colors import to_rgba
     from matplotlib.figure import Figure
 
-    from inrlib.studies.weyl import plot_weyl_panel
+    from inrlib.book.studies.weyl import plot_weyl_panel
     ax = Figure().add_subplot()
     plot_weyl_panel(ax, _weyl_spec(), title="t", legend=True)
     floors = {l.get_label(): to_rgba(l.get_color()) for l in ax.get_lines() if l.get_linestyle() == ":"}
@@ -513,7 +513,7 @@ def test_plot_weyl_panel_styles_floors_title_and_legend():
 def test_plot_ratio_title_size_and_grid():
     from matplotlib.figure import Figure
 
-    from inrlib.studies.weyl import plot_ratio
+    from inrlib.book.studies.weyl import plot_ratio
     ax = Figure().add_subplot()
     plot_ratio(ax, {("a", "end"): {"ratio": np.array([1.5, 0.8])}}, ["a"], "end")
     assert ax.get_title() == "" and ax.title.get_fontsize() == 9
@@ -521,7 +521,7 @@ def test_plot_ratio_title_size_and_grid():
 
 
 def test_kernels_at_epochs_trains_only_when_an_epoch_needs_it():
-    from inrlib.studies.weyl import _kernels_at_epochs
+    from inrlib.book.studies.weyl import _kernels_at_epochs
     calls = []
 
     def trainer(model, coords, targets, **kw):
@@ -553,7 +553,7 @@ def test_kernels_at_epochs_trains_only_when_an_epoch_needs_it():
 
 
 def test_chain_b_verdict_boundaries():
-    from inrlib.studies.weyl import APPROX_MAX_FRACTION, APPROX_MIN_RATIO
+    from inrlib.book.studies.weyl import APPROX_MAX_FRACTION, APPROX_MIN_RATIO
     row = {"c_holds": False, "c_fraction_fail": APPROX_MAX_FRACTION, "c_worst_ratio": APPROX_MIN_RATIO}
     assert chain_b_verdict(row) == "approximately"                 # both limits are inclusive
     assert chain_b_verdict({**row, "c_worst_ratio": float("nan")}) == "approximately"
@@ -643,7 +643,7 @@ def test_weyl_study_rows_describe_each_config_and_the_run():
            "seed": 2}
     out = weyl_study([cfg], (coords, targets), ("init", "end"), epochs=2, train={"lr": 0.1, "batch_size": 5},
                      ntk_points=8)
-    from inrlib.studies.weyl import model_from_config
+    from inrlib.book.studies.weyl import model_from_config
     counts = model_from_config(cfg, 2, 1).count_parameters()
     for row in out["rows"]:
         assert {k: row[k] for k in ("resolutions", "levels", "k", "hidden", "seed", "params_grid", "params_mlp")} == {
@@ -662,7 +662,7 @@ def test_plot_ratio_line_widths_band_and_limits():
     from matplotlib.colors import to_rgba
     from matplotlib.figure import Figure
 
-    from inrlib.studies.weyl import plot_ratio
+    from inrlib.book.studies.weyl import plot_ratio
     ax = Figure().add_subplot()
     names = [f"n{i}" for i in range(11)]
     plot_ratio(ax, {(n, "end"): {"ratio": np.array([1.2, 0.9])} for n in names}, names, "end")

@@ -670,45 +670,14 @@ def test_history_summary_json_fallbacks_and_unknown_fields():
     assert str(info.value).startswith("unknown History fields ['also', 'bogus']; expected a subset of ['config', ")
 
 
-def test_progress_rule_without_the_book_helpers(monkeypatch):
-    """The fallback rule when inrlib.book cannot be imported: INRLIB_PROGRESS, then CI, then a terminal or kernel."""
-    import sys
-
+def test_progress_argument_overrides_the_rule_and_none_follows_it(monkeypatch):
+    """``progress=True/False`` is taken as given; ``None`` asks :func:`inrlib.resources.progress_enabled`."""
     from inrlib.train import _resolve_progress
-    monkeypatch.setitem(sys.modules, "inrlib.book", None)          # makes `from .book import ...` fail
     assert _resolve_progress(True) is True and _resolve_progress(False) is False and _resolve_progress(0) is False
-    monkeypatch.delenv("CI", raising=False)
-    for flag, want in (("0", False), ("false", False), (" No ", False), ("off", False), ("1", True), ("TRUE", True),
-                       ("yes", True), ("on", True)):
-        monkeypatch.setenv("INRLIB_PROGRESS", flag)
-        assert _resolve_progress(None) is want, flag
-    monkeypatch.setenv("INRLIB_PROGRESS", "")
-    monkeypatch.setenv("CI", "true")
-    assert _resolve_progress(None) is False
     monkeypatch.setenv("INRLIB_PROGRESS", "1")
     assert _resolve_progress(None) is True
-    monkeypatch.delenv("CI")
-    monkeypatch.setenv("INRLIB_PROGRESS", "maybe")
-    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
-
-    class Tty:
-        def __init__(self, tty):
-            self.tty = tty
-
-        def isatty(self):
-            return self.tty
-
-        def write(self, s):
-            pass
-
-    monkeypatch.setattr(sys, "stderr", Tty(False))
+    monkeypatch.setenv("INRLIB_PROGRESS", "off")
     assert _resolve_progress(None) is False
-    monkeypatch.setattr(sys, "stderr", Tty(True))
-    assert _resolve_progress(None) is True
-    monkeypatch.setattr(sys, "stderr", object())                   # no isatty at all
-    assert _resolve_progress(None) is False
-    monkeypatch.setitem(sys.modules, "ipykernel", object())
-    assert _resolve_progress(None) is True
 
 
 def test_parameters_that_blow_up_in_the_last_step_are_reported(photo):

@@ -228,14 +228,14 @@ def _check_fits(h: int, w: int, c: int, dtype: torch.dtype, device: torch.device
     plane, its float64 copy, the stacked and the clipped float64 arrays (28 bytes), plus the
     returned ``targets`` and ``coords`` (``(c + 2)`` values of ``dtype``).
     """
-    from ..ntk import available_memory
+    from .. import resources
 
     dev = torch.device(device) if device is not None else torch.device("cpu")
     item = torch.empty((), dtype=dtype).element_size()
     host = h * w * (28 * c + (0 if dev.type != "cpu" else (c + 2) * item))
-    checks = [("host memory", host, available_memory(torch.device("cpu")))]
+    checks = [("host memory", host, resources.available_memory(torch.device("cpu")))]
     if dev.type != "cpu":
-        checks.append((f"{dev} memory", h * w * (c + 2) * item, available_memory(dev)))
+        checks.append((f"{dev} memory", h * w * (c + 2) * item, resources.available_memory(dev)))
     for where, need, free in checks:
         if need > free:
             side = int((free / max(need / (h * w), 1)) ** 0.5)

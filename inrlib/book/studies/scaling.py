@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..claims import PAPER_VALUES, claim, verdict_from_difference
-from ..experiments import TABLE3, RunConfig, run
-from ..spectra import compare_at, percentile_eigenvalue
+from ...research.claims import claim, verdict_from_difference
+from ...research.papers import PAPER_VALUES, TABLE3
+from ...research.experiments import RunConfig, run
+from ...spectra import compare_at, percentile_eigenvalue
 
 __all__ = ["ENCODINGS", "KINDS", "scaled_configs", "image_data", "probe_task", "choose_lr", "scaling_task",
            "activation_regions", "grid_values", "loss_below_epoch", "summarize", "scaling_claims",
@@ -84,7 +85,7 @@ def scaled_configs(side: int, *, lr: float, epochs: int, batch_size: int | None,
 
 @functools.lru_cache(maxsize=8)
 def _load(image: str, side: int, grayscale: bool):
-    from ..data import load_image
+    from ...data import load_image
     return load_image(image, side, grayscale=grayscale)
 
 
@@ -118,8 +119,8 @@ def image_data(image: str, side: int, *, grayscale: bool = False, heldout: int =
 def probe_task(name: str, config: Mapping[str, Any], image: str, side: int, grayscale: bool, seed: int,
                device: str = "cpu") -> dict[str, Any]:
     """Train ``config`` (a few epochs, its ``epochs``) and report whether it diverged: a sweep task."""
-    from ..experiments import build_model
-    from ..train import TrainingDiverged, fit
+    from ...research.experiments import build_model
+    from ...train import TrainingDiverged, fit
     cfg = RunConfig.from_dict(config)
     data = image_data(image, side, grayscale=grayscale, heldout=0)
     model = build_model(cfg, 2, data["shape"][2], seed).to(device)
@@ -190,19 +191,19 @@ def grid_values(model: nn.Module) -> list[np.ndarray]:
 
 
 def _psnr(pred: Tensor, truth: Tensor) -> float:
-    from ..metrics import psnr
+    from ...metrics import psnr
     return float(psnr(pred.double(), truth.double()))
 
 
 class _Measure:
-    """What :func:`scaling_task` records at each snapshot (the ``measure`` of :func:`inrlib.experiments.run`)."""
+    """What :func:`scaling_task` records at each snapshot (the ``measure`` of :func:`inrlib.research.experiments.run`)."""
 
     def __init__(self, data: Mapping[str, Any], t_flow: float, regression: bool):
         self.data, self.t_flow, self.regression = data, t_flow, regression
         self.f0: tuple[Tensor, Tensor] | None = None
 
     def __call__(self, model: nn.Module, epoch: int, kernels: Mapping[str, Tensor] | None, final: bool) -> dict:
-        from ..ntk import empirical_ntk, kernel_regression
+        from ...ntk import empirical_ntk, kernel_regression
         d = self.data
         dev = next(model.parameters()).device
         X, Xh = d["coords"].to(dev), d["held_coords"].to(dev)
@@ -227,7 +228,7 @@ class _Measure:
             out["kr_prediction"] = pred[:n].numpy().reshape(d["shape"]).astype(np.float32)
         if final:
             out["grid_values"] = grid_values(model)
-            from ..data import pixel_coords
+            from ...data import pixel_coords
             regions = activation_regions(model, X)
             h, w = d["shape"][:2]
             dense_shape = (DENSE_FACTOR * (h - 1) + 1, DENSE_FACTOR * (w - 1) + 1)
@@ -251,7 +252,7 @@ def scaling_task(name: str, config: Mapping[str, Any], image: str, side: int, gr
     outputs; at the end the grid values and the activation regions. ``ntk_dtype``: ``"float64"``
     (default) or ``"float32"``.
     """
-    from ..ntk import gradient_flow_time
+    from ...ntk import gradient_flow_time
     if ntk_dtype not in ("float64", "float32"):
         raise ValueError(f"ntk_dtype must be 'float64' or 'float32', got {ntk_dtype!r}")
     cfg = RunConfig.from_dict(config)
@@ -284,7 +285,7 @@ def loss_below_epoch(history: Mapping[str, Any], threshold: float = 1e-3) -> int
 
 def _ms_ssim(pred: np.ndarray, truth: np.ndarray) -> tuple[float, int]:
     """MS-SSIM of the clamped reconstruction and the number of scales it used."""
-    from ..metrics import ms_ssim
+    from ...metrics import ms_ssim
     p = torch.from_numpy(np.clip(pred, 0, 1)).double().permute(2, 0, 1)[None]
     t = torch.from_numpy(truth).double().permute(2, 0, 1)[None]
     value, scales = ms_ssim(p, t, return_scales=True)
@@ -392,7 +393,7 @@ def _orders_claim(id_: str, a: str, b: str, results, rows_by, context: str) -> d
 
 def scaling_claims(results: Mapping[str, Mapping[str, Any]], rows: Sequence[Mapping[str, Any]],
                    context: str) -> list[dict[str, Any]]:
-    """The claim records of the scaling study (ids in :data:`inrlib.claims.PAPER_VALUES`).
+    """The claim records of the scaling study (ids in :data:`inrlib.research.claims.PAPER_VALUES`).
 
     ``context`` (profile, image size, epochs, lr) is appended to every note. The rules, stated here
     once and on the page: PSNR within 1 dB holds, within 3 dB approximately, else differs; MS-SSIM

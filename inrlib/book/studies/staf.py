@@ -45,7 +45,7 @@ def laplace_variance(tau: int) -> float:
 def post_activation_draws(init: str, tau: int, z: float, draws: int, seed: int = 0) -> np.ndarray:
     """``sigma(z)`` for one fixed pre-activation ``z`` over ``draws`` independent initializations of
     one STAF unit (``init``: ``"normal"`` or ``"laplace"``)."""
-    from ..layers import STAF
+    from ...layers import STAF
     torch.manual_seed(seed)
     act = STAF(draws, tau, amplitude_init=init, w0=30.0)          # one unit per draw
     with torch.no_grad():
@@ -66,7 +66,7 @@ NETWORKS = {
 def net(label: str, width: int, depth: int, *, dim: int = 2, out: int = 1, tau: int = 5, w0: float = 30.0,
         seed: int = 0, dtype: torch.dtype = torch.float32, shared: bool = False) -> nn.Module:
     """One network of :data:`NETWORKS`, ``depth`` hidden layers of ``width``, seeded."""
-    from ..models import CoordinateMLP
+    from ...models import CoordinateMLP
     spec = dict(NETWORKS[label])
     enc = {**spec.pop("encoding"), "dim": dim}
     torch.manual_seed(seed)
@@ -89,7 +89,7 @@ def sine_equivalent(model: nn.Module) -> list[tuple[Tensor, Tensor]]:
     """The plain sine network a STAF ``CoordinateMLP`` (identity encoding, per-neuron or shared STAF)
     equals: ``[(W'_1, b'_1), ..., (W'_L, b'_L), (W_out, b_out)]`` with ``u_l = sin(W'_l u_{l-1} + b'_l)``
     (width ``n tau``, ``u_0 = x``) and ``f = W_out u_L + b_out`` (module notes). float64."""
-    from ..layers import STAF, Dense
+    from ...layers import STAF, Dense
     mods = list(model.mlp)
     dense = [m for m in mods if isinstance(m, Dense)]
     acts = [m for m in mods if isinstance(m, STAF)]
@@ -127,7 +127,7 @@ def run_equivalent(layers: Sequence[tuple[Tensor, Tensor]], x: Tensor) -> Tensor
 
 #: Adam learning rates of the training comparison (each network's customary one; paper 002's code
 #: trains STAF with 1e-3, SIREN's code uses 1e-4; the simple network gets SIREN's step in folded
-#: weights, see :data:`inrlib.studies.bandwidth.PHOTO_LR`; the ReLU networks the usual 1e-3).
+#: weights, see :data:`inrlib.book.studies.bandwidth.PHOTO_LR`; the ReLU networks the usual 1e-3).
 TRAIN_LR = {"STAF": 1e-3, "STAF (Laplace init)": 1e-3, "SIREN": 1e-4, "simple sine": 3e-3, "ReLU + FFE": 1e-3,
             "ReLU + MPE": 1e-3}
 
@@ -138,9 +138,9 @@ def train_and_kernels(label: str, image: str, side: int, *, width: int, depth: i
     :data:`TRAIN_LR`): the float64 NTK spectrum on those pixels at initialization and after training,
     the final PSNR (training pixels, and held-out pixels halfway between them) and the parameter count.
     A sweep task (plain arguments; ``name`` only labels its saved file)."""
-    from ..metrics import psnr
-    from ..ntk import empirical_ntk, rounding_floor, spectrum
-    from ..train import TrainingDiverged, fit
+    from ...metrics import psnr
+    from ...ntk import empirical_ntk, rounding_floor, spectrum
+    from ...train import TrainingDiverged, fit
     from .scaling import image_data
     d = image_data(image, side, grayscale=True, heldout=(2 * side - 1) ** 2)
     model = net(label, width, depth, tau=tau, seed=seed).to(device)

@@ -55,7 +55,7 @@ FOURIER_RANGE = (1, 12)
 
 
 def _encoding(encoding: str, resolution: int, levels: int, fourier_levels: int, features: int):
-    from .encodings import FourierEncoding, IdentityEncoding, MultigridEncoding
+    from ..encodings import FourierEncoding, IdentityEncoding, MultigridEncoding
     if encoding == "none":
         return IdentityEncoding(1)
     if encoding == "fourier":
@@ -88,7 +88,7 @@ def explorer_model(encoding: str = "multigrid", resolution: int = 16, levels: in
     ``"multigrid"`` (``levels`` grids, the finest with ``resolution`` nodes, see :func:`grid_levels`;
     ``features`` values per node). Seeded with ``seed``.
     """
-    from .models import CoordinateMLP
+    from ..models import CoordinateMLP
     torch.manual_seed(int(seed))
     enc = _encoding(encoding, resolution, levels, fourier_levels, features)
     return CoordinateMLP(enc, [int(width)] * int(depth), 1, "relu")
@@ -104,7 +104,7 @@ def explorer_state(encoding: str = "multigrid", resolution: int = 16, levels: in
     grid term, zero without a grid). Returns ``{"K", "eigenvalues", "floor", "x", "label",
     "settings", "n_below_floor", "zero"}`` (NumPy arrays).
     """
-    from .ntk import empirical_ntk, rounding_floor, spectrum
+    from ..ntk import empirical_ntk, rounding_floor, spectrum
     if term not in TERMS.values():
         raise ValueError(f"term must be one of {sorted(TERMS.values())}, got {term!r}")
     if int(n_points) < 2:
@@ -209,7 +209,7 @@ def show_figure(fig, path: str | None = None, dpi: int = 100) -> None:
     from IPython.display import Image, display
     png = figure_png(fig, dpi)
     if path is not None:
-        from .io import atomic_write
+        from ..io import atomic_write
         atomic_write(path, png)
     display(Image(data=png, format="png"))
     try:
@@ -435,7 +435,7 @@ def explorer(axes: Sequence[tuple[str, Sequence[str]]], picture, *, caption: str
     demand from the kernel) in a live notebook. ``live=None`` decides by
     :func:`inrlib.book.static_page`; the arguments are those of :func:`static_explorer`."""
     if live is None:
-        from .book import static_page
+        from .runtime import static_page
         live = not static_page()
     make = live_explorer if live else static_explorer
     return make(axes, picture, caption=caption, sliders=sliders)

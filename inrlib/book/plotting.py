@@ -2,7 +2,7 @@
 training curves.
 
 Every function draws on :class:`matplotlib.figure.Figure` axes it is given (no pyplot state), so
-it works under any backend; :func:`inrlib.widgets.show_figure` displays the result.
+it works under any backend; :func:`inrlib.book.widgets.show_figure` displays the result.
 """
 from __future__ import annotations
 

@@ -42,8 +42,8 @@ def sine_net(kind: str, width: int, depth: int, *, dim: int = 1, out: int = 1, w
              dtype: torch.dtype = torch.float32) -> nn.Module:
     """``"simple"`` (paper 001, ``w``) or ``"siren"`` (``w0 = w``) ``CoordinateMLP``, ``depth`` hidden
     layers of ``width``, no encoding, seeded."""
-    from ..encodings import IdentityEncoding
-    from ..models import CoordinateMLP
+    from ...encodings import IdentityEncoding
+    from ...models import CoordinateMLP
     if kind not in ("simple", "siren"):
         raise ValueError(f"kind must be 'simple' or 'siren', got {kind!r}")
     torch.manual_seed(seed)
@@ -119,7 +119,7 @@ def layer_activations(model: nn.Module, x: Tensor) -> list[dict[str, np.ndarray]
     ``[{"pre": (N * width,), "post": (N * width,)}, ...]``, first hidden layer first. The
     "pre-activation" is the input of the nonlinearity (for SIREN and the first simple layer it still
     lacks the ``w`` factor, which the layer applies)."""
-    from ..layers import STAF, Sine
+    from ...layers import STAF, Sine
     acts: list[dict[str, np.ndarray]] = []
     hooks = []
 
@@ -160,7 +160,7 @@ def lemma1_check(width: int = 256, seed: int = 0, w0: float = 30.0) -> dict[str,
     standard errors, and Kolmogorov-Smirnov p-values of each sample against its distribution."""
     from scipy import stats
 
-    from ..layers import simple_sine_layer, siren_layer
+    from ...layers import simple_sine_layer, siren_layer
     torch.manual_seed(seed)
     siren = siren_layer(width, width, w0=w0)[0].weight.detach().double().numpy().ravel() * w0
     simple = simple_sine_layer(width, width)[0].weight.detach().double().numpy().ravel()
@@ -183,7 +183,7 @@ def tuning_sweep(max_frequencies: Sequence[float], ws: Sequence[float], *, n_tra
     memorization). Adam, full batch, MSE. Returns one row per (frequency, w) with ``psnr_train``,
     ``psnr_heldout`` (peak-to-peak 2: the signals span ``[-1, 1]``) and the fitted curve on a fine grid.
     The networks train on ``device``; the rows hold host arrays."""
-    from ..train import fit_ensemble
+    from ...train import fit_ensemble
     dev = torch.device(device)
 
     def on_dev(v):
@@ -220,11 +220,11 @@ def photo_sweep(image: str, side: int, ws: Mapping[str, Sequence[float]], *, wid
                 seed: int = 0, device: torch.device | str = "cpu") -> list[dict[str, Any]]:
     """SIREN and the simple network on a photo (grayscale, ``side`` px) for each of their ``w`` values
     (members of one ensemble per kind), Adam full batch at ``lrs[kind]``: final training and held-out PSNR (pixels halfway
-    between the training pixels, :func:`inrlib.studies.scaling.image_data`), and the first epoch and
+    between the training pixels, :func:`inrlib.book.studies.scaling.image_data`), and the first epoch and
     the wall time at which the training PSNR reaches ``target_psnr``. The networks train on
     ``device``; the rows hold host arrays."""
-    from ..metrics import psnr
-    from ..train import fit_ensemble
+    from ...metrics import psnr
+    from ...train import fit_ensemble
     from .scaling import image_data
     dev = torch.device(device)
     d = image_data(image, side, grayscale=True, heldout=(2 * side - 1) ** 2)

@@ -33,9 +33,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..claims import claim
-from ..experiments import TABLE4, TABLE4_MESHES, RunConfig, run
-from ..spectra import compare_at, mean_log_spectrum, mean_resampled, ordered_fraction
+from ...research.claims import claim
+from ...research.papers import TABLE4, TABLE4_MESHES
+from ...research.experiments import RunConfig, run
+from ...spectra import compare_at, mean_log_spectrum, mean_resampled, ordered_fraction
 from .scaling import setting_text
 
 __all__ = ["ENCODINGS", "LABELS", "logits", "mesh_list", "table4_configs", "occupancy_task", "summarize", "mean_spectra",
@@ -95,7 +96,7 @@ def logits(model: torch.nn.Module) -> torch.nn.Module:
 
 
 class _Surface:
-    """``measure`` of :func:`inrlib.experiments.run` for one occupancy network: at each NTK epoch the
+    """``measure`` of :func:`inrlib.research.experiments.run` for one occupancy network: at each NTK epoch the
     spectrum of the NTK of its *logits* (before the sigmoid) on the NTK points; at the last epoch
     the extracted level set, its Chamfer-L1 to the truth, the held-out IoUs and a render."""
 
@@ -110,13 +111,13 @@ class _Surface:
         out: dict[str, Any] = {}
         dev = next(model.parameters()).device
         if kernels is not None and self.probe is not None:
-            from ..ntk import empirical_ntk, rounding_floor, spectrum
+            from ...ntk import empirical_ntk, rounding_floor, spectrum
             K = empirical_ntk(logits(model), self.probe.to(dev), dtype=self.ntk_dtype)
             ev = spectrum(K)
             out["logit_spectrum"], out["logit_floor"] = ev, rounding_floor(K, ev)
         if not final:
             return out or None
-        from ..render import EmptySurfaceError, chamfer_l1, extract_surface, render
+        from ...render import EmptySurfaceError, chamfer_l1, extract_surface, render
         out["iou"] = _held_iou(model, self.held)
         if not self.surface:
             return out
@@ -135,7 +136,7 @@ class _Surface:
 
 
 def _held_iou(model, held: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
-    from ..metrics import iou
+    from ...metrics import iou
     dev = next(model.parameters()).device
     with torch.no_grad():
         return {k: float(iou(model(x.to(dev)).reshape(-1).cpu(), y)) for k, (x, y) in held.items()}
@@ -148,14 +149,14 @@ def occupancy_task(name: str, config: Mapping[str, Any], mesh: str, seed: int, p
     """One occupancy network on one mesh (a sweep task; arguments are plain data; see the module
     notes for the sampling and the metrics).
 
-    Returns :func:`inrlib.experiments.run`'s result plus ``name``, ``mesh``, ``iou_curve``
+    Returns :func:`inrlib.research.experiments.run`'s result plus ``name``, ``mesh``, ``iou_curve``
     (``{"epochs", "uniform", "near"}``, held-out IoU every ``eval_every`` epochs and at the end),
     ``final`` (the last measure: ``iou``, ``chamfer``, ``render`` or ``no_surface``) and
     ``truth_render`` (the true mesh from the same camera). ``surface=False`` skips the level set,
     Chamfer and renders (a control run: only the IoUs).
     """
-    from ..data import load_mesh, occupancy_samples
-    from ..render import render
+    from ...data import load_mesh, occupancy_samples
+    from ...render import render
     if ntk_dtype not in ("float64", "float32"):
         raise ValueError(f"ntk_dtype must be 'float64' or 'float32', got {ntk_dtype!r}")
     cfg = RunConfig.from_dict(config)

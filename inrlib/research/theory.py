@@ -12,7 +12,7 @@ terms that paper 000 (sections 3-4) derives, without going through :mod:`inrlib.
 - :func:`interpolation_matrix`, :func:`embedding_sensitivities`, :func:`grid_term`: the grid term of
   Eq. 12-13, ``sum_l sum_a (S_l S_l^T) * (e_la e_la^T)``.
 
-Theorem 1's two readings and the study that checks them live in :mod:`inrlib.studies.weyl`.
+Theorem 1's two readings and the study that checks them live in :mod:`inrlib.book.studies.weyl`.
 
 Conventions: kernels are traced over output channels (as :func:`inrlib.ntk.empirical_ntk` by
 default), computed in float64, spectra sorted descending.
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .layers import Dense
+from ..layers import Dense
 
 __all__ = [
     "relative_error",
@@ -140,7 +140,7 @@ def bilinear_cell(encoding: nn.Module, point: Sequence[float], level: int = 0, f
     - ``grad_nonzeros`` and ``grad_sum``: how many table entries the gradient touches (4) and
       their sum (1: the weights are a partition of unity).
     """
-    from .encodings import MultigridEncoding
+    from ..encodings import MultigridEncoding
     if not isinstance(encoding, MultigridEncoding) or encoding.dim != 2:
         raise ValueError("bilinear_cell needs a 2D MultigridEncoding (dense grid), got "
                          f"{type(encoding).__name__} with dim={getattr(encoding, 'dim', None)}")

@@ -1,10 +1,10 @@
 """The Reproduction chapter: every chapter's claim records gathered into one table, beside the papers.
 
 A chapter records the claims it tests under ``numbers.claims`` of its results file
-(:mod:`inrlib.claims`). :func:`gather` reads the results files of the chapters of one profile, checks
+(:mod:`inrlib.research.claims`). :func:`gather` reads the results files of the chapters of one profile, checks
 them (a missing file, a file of another profile, a chapter without claims, a claim without a field,
 a chapter whose source is newer than its results: each is a *problem*), and lists the paper values
-of :data:`inrlib.claims.PAPER_VALUES` that no chapter recorded as *missing*. :func:`require_complete`
+of :data:`inrlib.research.claims.PAPER_VALUES` that no chapter recorded as *missing*. :func:`require_complete`
 turns problems into an error, so the table is never built from partial or stale data silently.
 """
 from __future__ import annotations
@@ -13,62 +13,20 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..book import results_dir
-from ..claims import PAPER_VALUES, VERDICTS, check_claims
-from ..io import read_json
+from ..runtime import results_dir
+from ..toc import GATHERING, book_toc, sources_dir, toc_chapters  # noqa: F401 (the chapters call them as R.*)
+from ...research.claims import VERDICTS, check_claims
+from ...research.papers import PAPER_VALUES, PAPERS
+from ...io import read_json
 
 __all__ = ["GATHERING", "DATA_KEYS", "PAPERS", "ReproductionError", "book_toc", "sources_dir", "toc_chapters", "gather", "covers",
            "missing_claims", "counts_by_paper", "require_complete", "chapter_title", "claims_html", "plot_counts"]
 
-#: Pages that gather the other chapters' results instead of recording claims of their own.
-GATHERING = ("intro", "reproduction")
 #: Chapter parameters that name the data a chapter ran on (shown beside its claims).
 DATA_KEYS = ("image", "imagenet_root", "n_images", "n_synsets", "meshes", "side", "resolution")
-#: Paper ids and their short titles.
-PAPERS = {"000": "Multigrid parametric encodings vs Fourier features (Audia et al.)",
-          "001": "Simple sinusoidal networks (bandwidth of the NTK)",
-          "002": "STAF: sinusoidal trainable activation functions"}
-
 
 class ReproductionError(ValueError):
     """The gathered results are incomplete or inconsistent; the message lists every problem."""
-
-
-def book_toc() -> Path:
-    """The toc of the book being built: ``$INRLIB_TOC`` (the book pipeline sets it), else the
-    repository's ``_toc.yml`` (found from the working directory)."""
-    import os
-    from ..book import _repo_root
-    if os.environ.get("INRLIB_TOC"):
-        return Path(os.environ["INRLIB_TOC"])
-    cwd = Path.cwd().resolve()
-    return (_repo_root(cwd) or cwd) / "_toc.yml"
-
-
-def sources_dir(start: str | Path | None = None) -> Path:
-    """The folder of the chapters' ``.py`` sources: ``start`` (default: the working directory) when
-    it holds a gathering page (papermill runs each page in its own folder), else its ``book/``."""
-    folder = Path(start) if start is not None else Path.cwd()
-    if any((folder / f"{page}.py").is_file() for page in GATHERING):
-        return folder
-    return folder / "book"
-
-
-def toc_chapters(toc: str | Path) -> list[str]:
-    """The chapter stems (``"theory"``, ...) a jupyter-book toc lists, in reading order, the pages
-    of :data:`GATHERING` and Markdown pages left out. Entries are paths from the repository root
-    (the toc's folder or the first folder above it that holds ``inrlib/``); a chapter has a ``.py``
-    source there."""
-    from ..book import _repo_root, toc_entries
-    toc = Path(toc).resolve()
-    root = _repo_root(toc.parent) or toc.parent
-    entries = toc_entries(toc)
-    out = []
-    for e in entries:
-        stem = Path(e).with_suffix("") if Path(e).suffix == ".py" else Path(e)
-        if (root / f"{stem}.py").is_file() and stem.name not in GATHERING and stem.name not in out:
-            out.append(stem.name)
-    return out
 
 
 def _parse_time(stamp: str | None) -> _dt.datetime | None:
@@ -206,7 +164,7 @@ def claims_html(rows: Sequence[Mapping[str, Any]], titles: Mapping[str, str]) ->
     for a qualitative claim), ours, the verdict and the chapter it came from, linked to that
     chapter's *Findings* section (``<chapter>.html#findings``, where it shows and judges its
     claims); under it a full-width row with the chapter's note on how the verdict was reached."""
-    from ..book import claim_value
+    from ..tables import claim_value
     colour = {"holds": "#1a7f37", "approximately": "#9a6700", "differs": "#bc4c00", "fails": "#cf222e",
               "not tested": "#57606a"}
     widths = (35, 29, 11, 13, 12)

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..ntk import empirical_ntk, rounding_floor, spectrum
+from ...ntk import empirical_ntk, rounding_floor, spectrum
 from ..plotting import clip_below_floor, floor_line
-from ..spectra import log10_ratio, percentile_eigenvalue
-from ..theory import relative_error
+from ...spectra import log10_ratio, percentile_eigenvalue
+from ...research.theory import relative_error
 
 __all__ = [
     "weyl_claims",
@@ -153,7 +153,7 @@ def model_from_config(config: Mapping[str, Any], dim: int, out_features: int) ->
     other keys except ``name``, ``seed`` and ``train`` go to ``CoordinateMLP``. The global torch
     RNG is seeded with ``seed`` first, so the same config gives the same weights.
     """
-    from ..models import CoordinateMLP, build_encoding
+    from ...models import CoordinateMLP, build_encoding
     cfg = dict(config)
     enc_cfg = dict(cfg.pop("encoding"))
     enc_cfg.setdefault("dim", dim)
@@ -198,7 +198,7 @@ def _kernels_at_epochs(model: nn.Module, coords: Tensor, targets: Tensor, epochs
         return kernels, None
     trainer = fit
     if trainer is None:
-        from ..train import fit as trainer
+        from ...train import fit as trainer
 
     def snap(m, epoch, history):
         kernels[epoch] = kernel_fn(m)
@@ -338,7 +338,7 @@ def weyl_claims(summary: Mapping[str, Any]) -> list[dict]:
     case; chain (b) (the theorem as stated, with the network without encoding) holds when every case
     holds, approximately when none fails outright (:func:`chain_b_verdict`), and fails when any does:
     a theorem "for all i" is refuted by one counterexample. ``ours``: the fraction of cases that hold."""
-    from ..claims import claim
+    from ...research.claims import claim
     n = int(summary["n_cases"])
     if n < 1:
         raise ValueError("the Weyl summary has no cases (n_cases = 0): nothing to judge")

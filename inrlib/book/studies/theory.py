@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from ..claims import claim
+from ...research.claims import claim
 
 __all__ = ["IDENTITY_CHECKS", "TOLERANCES", "identity_claims"]
 

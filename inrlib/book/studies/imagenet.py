@@ -20,9 +20,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..claims import PAPER_VALUES, claim, verdict_from_difference
-from ..experiments import TABLE2, RunConfig, run_ensemble
-from ..spectra import mean_resampled, ordered_fraction
+from ...research.claims import claim, verdict_from_difference
+from ...research.papers import PAPER_VALUES, TABLE2
+from ...research.experiments import RunConfig, run_ensemble
+from ...spectra import mean_resampled, ordered_fraction
 from .scaling import TOLERANCES, setting_text
 
 __all__ = ["ENCODINGS", "LR_READINGS", "table2_configs", "image_list", "imagenet_task", "summarize", "per_image", "mean_spectra", "spectrum_order",
@@ -61,7 +62,7 @@ def image_list(imagenet_root: str | None = None, n_synsets: int = 100, n_images:
     photo from each of ``n_synsets`` random synsets (:func:`inrlib.data.sample_imagenet`, seeded;
     ``id`` and ``label`` the synset), as the paper did with 100.
     """
-    from ..data import IMAGENET_CLASS_NAMES, imagenet_photos, sample_imagenet
+    from ...data import IMAGENET_CLASS_NAMES, imagenet_photos, sample_imagenet
 
     if imagenet_root:
         return [{"path": str(p), "label": syn, "id": syn} for p, syn in sample_imagenet(imagenet_root, n_synsets, seed)]
@@ -76,7 +77,7 @@ def image_list(imagenet_root: str | None = None, n_synsets: int = 100, n_images:
 
 
 class _FinalPrediction:
-    """``measure`` of :func:`inrlib.experiments.run_ensemble`: the reconstruction at the last epoch
+    """``measure`` of :func:`inrlib.research.experiments.run_ensemble`: the reconstruction at the last epoch
     and the outputs at the held-out pixels."""
 
     def __init__(self, data: Mapping[str, Any]):
@@ -102,7 +103,7 @@ def imagenet_task(name: str, config: Mapping[str, Any], images: Sequence[str], s
     spectrum (``"total"``) and its rounding floor. Returns one result per photo: :func:`run`'s
     fields plus ``name``, ``path``, ``shape``, ``truth``, ``prediction`` (final), ``psnr`` (of the
     final output against the photo, all pixels), ``psnr_heldout`` (at pixels halfway between the
-    training pixels, all of them, read from the photo at ``2 side - 1`` px: :func:`inrlib.studies.scaling.image_data`),
+    training pixels, all of them, read from the photo at ``2 side - 1`` px: :func:`inrlib.book.studies.scaling.image_data`),
     ``msssim`` and ``msssim_scales`` (of the output clamped to ``[0, 1]``), ``NaN`` for a network
     that diverged.
     """
@@ -131,12 +132,12 @@ def imagenet_task(name: str, config: Mapping[str, Any], images: Sequence[str], s
 
 
 def _psnr(pred: np.ndarray, truth: np.ndarray) -> float:
-    from ..metrics import psnr
+    from ...metrics import psnr
     return float(psnr(torch.from_numpy(pred).double(), torch.from_numpy(truth).double()))
 
 
 def _ms_ssim(pred: np.ndarray, truth: np.ndarray) -> tuple[float, int]:
-    from ..metrics import ms_ssim
+    from ...metrics import ms_ssim
     p = torch.from_numpy(np.clip(pred, 0, 1)).double().permute(2, 0, 1)[None]
     t = torch.from_numpy(truth).double().permute(2, 0, 1)[None]
     value, scales = ms_ssim(p, t, return_scales=True)
@@ -209,7 +210,7 @@ def imagenet_claims(rows: Sequence[Mapping[str, Any]], images: Sequence[Mapping[
     """The claim records of the ImageNet study.
 
     Rules, stated here once and on the page: a mean PSNR within 1 dB of Table 2 holds, within 3 dB
-    approximately, else differs; MS-SSIM within 0.05 / 0.15 (:data:`inrlib.studies.scaling.TOLERANCES`).
+    approximately, else differs; MS-SSIM within 0.05 / 0.15 (:data:`inrlib.book.studies.scaling.TOLERANCES`).
     ``000.table2.psnr_order``: the mean PSNRs ordered MPE > FFE > baseline holds when the order also
     holds on at least 90 % of the photos (approximately: on average only, or on >= 50 %).
     ``000.fig5a.order``: the mean end-of-training spectra ordered MPE > FFE > baseline at >= 90 % of the
@@ -290,7 +291,7 @@ def space_rows() -> list[dict[str, Any]]:
 
 def suggest(trial: Any, encoding_type: str) -> dict[str, Any]:
     """One configuration's changes drawn from :data:`SEARCH_SPACE` (an ``optuna.Trial``)."""
-    from ..encodings import grid_resolutions
+    from ...encodings import grid_resolutions
 
     def draw(p, kind, lo, hi, log):
         return trial.suggest_float(p, lo, hi, log=log) if kind == "float" else trial.suggest_int(p, int(lo), int(hi), log=log)
@@ -307,11 +308,12 @@ def suggest(trial: Any, encoding_type: str) -> dict[str, Any]:
 
 def tune_task(name: str, image: str, side: int, epochs: int, n_trials: int, storage: str, seed: int = 0,
               device: str = "cpu") -> dict[str, Any]:
-    """Re-tune Table 2's ``name`` encoding on one photo with :func:`inrlib.experiments.tune`: each trial
+    """Re-tune Table 2's ``name`` encoding on one photo with :func:`inrlib.research.experiments.tune`: each trial
     trains for ``epochs`` at ``side x side`` and scores the final PSNR; a diverged trial is pruned."""
-    from ..data import load_image
-    from ..experiments import build_model, tune
-    from ..train import TrainingDiverged, fit
+    from ...data import load_image
+    from ...research.experiments import build_model
+    from ...research.tuning import tune
+    from ...train import TrainingDiverged, fit
 
     base = TABLE2[name].replace(epochs=int(epochs))
     coords, targets, _ = load_image(image, int(side))

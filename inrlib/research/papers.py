@@ -1,33 +1,102 @@
-"""The papers' claims: their own values in one place, and the records chapters write about them.
+"""The three papers as data: their titles, the experiment configurations they print (paper 000's
+Tables 2, 3 and 4) and every value of theirs a chapter tests (:data:`PAPER_VALUES`, with sources).
 
-:data:`PAPER_VALUES` holds every number and sentence of the three papers that a chapter tests, each
-with its source (paper, table / figure / section, row) and, for a sentence, the quoted text. Nothing
-else in the library or the book types in a paper's number: chapters call :func:`paper_value` or
-:func:`claim`.
-
-A chapter records what it found as a list of claim records (DESIGN.md, "Claims as data") under
-``numbers.claims`` of its results file::
-
-    {"id": "000.table3.psnr.mpe_fine", "paper": "000", "statement": "...", "paper_value": 41.5,
-     "ours": 38.2, "unit": "dB", "verdict": "differs", "note": "...", "source": "Table 3, row Fine (MPE)"}
-
-``verdict`` is one of :data:`VERDICTS`. :func:`claim` builds a record from an id (the paper's side
-comes from :data:`PAPER_VALUES`), :func:`check_claims` validates a list, and
-:func:`verdict_from_difference` is the rule for numeric comparisons, stated where it is used.
+Nothing else in the library or the book types in a paper's number.
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
-__all__ = ["PAPER_VALUES", "VERDICTS", "CLAIM_FIELDS", "paper_value", "claim", "check_claims",
-           "verdict_from_difference", "verdict_counts"]
+from .experiments import RunConfig
 
-VERDICTS = ("holds", "approximately", "differs", "fails", "not tested")
-CLAIM_FIELDS = ("id", "paper", "statement", "paper_value", "ours", "unit", "verdict", "note", "source")
+__all__ = ["PAPERS", "PAPER_VALUES", "TABLE2", "table2", "TABLE3", "table3", "TABLE4", "TABLE4_MESHES", "table4"]
 
-_ENC_ROWS = {"baseline": "Baseline", "ffe_low": "Low (FFE)", "ffe_mid": "Mid (FFE)", "ffe_high": "High (FFE)",
-             "mpe_coarse": "Coarse (MPE)", "mpe_fine": "Fine (MPE)"}
+#: Paper ids and their short titles.
+PAPERS = {"000": "Multigrid parametric encodings vs Fourier features (Audia et al.)",
+          "001": "Simple sinusoidal networks (bandwidth of the NTK)",
+          "002": "STAF: sinusoidal trainable activation functions"}
+
+
+def _t3(name: str, label: str, row: str, encoding: Mapping[str, Any]) -> RunConfig:
+    return RunConfig(name=name, label=label, encoding=encoding, hidden=(512, 512), activation="relu",
+                     parameterization="ntk", optimizer="sgd", lr=100.0, epochs=300, batch_size=32, loss="mse",
+                     source=f"paper 000, Table 3, row {row}; Section 5 (2 x 512 ReLU) and Appendix A.1 "
+                            "(NTK parameterization, SGD, MSE)")
+
+
+#: Paper 000, Table 3: the scaling study's six encodings (lr 100, 300 epochs, batch 32).
+TABLE3: dict[str, RunConfig] = {c.name: c for c in (
+    _t3("baseline", "Baseline", "Baseline", {"type": "identity"}),
+    _t3("ffe_low", "Low (FFE)", "Low (FFE), L = 4", {"type": "fourier", "levels": 4}),
+    _t3("ffe_mid", "Mid (FFE)", "Mid (FFE), L = 8", {"type": "fourier", "levels": 8}),
+    _t3("ffe_high", "High (FFE)", "High (FFE), L = 16", {"type": "fourier", "levels": 16}),
+    _t3("mpe_coarse", "Coarse (MPE)", "Coarse (MPE), k = 2, L = 1, x = 100",
+        {"type": "multigrid", "resolutions": [100], "features": 2}),
+    _t3("mpe_fine", "Fine (MPE)", "Fine (MPE), k = 2, L = 1, x = 200",
+        {"type": "multigrid", "resolutions": [200], "features": 2}),
+)}
+
+
+def table3() -> list[RunConfig]:
+    """Table 3's configurations in the paper's order."""
+    return list(TABLE3.values())
+
+
+def _t2(name: str, label: str, row: str, encoding: Mapping[str, Any], lr: float, batch_size: int) -> RunConfig:
+    return RunConfig(name=name, label=label, encoding=encoding, hidden=(512, 512), activation="relu",
+                     parameterization="ntk", optimizer="sgd", lr=lr, epochs=100, batch_size=batch_size, loss="mse",
+                     source=f"paper 000, Table 2 (Appendix D), row {row}: found by Optuna, 30 trials, maximizing "
+                            "PSNR; Section 5 (2 x 512 ReLU) and Appendix A.1 (NTK parameterization, SGD, MSE)")
+
+
+#: Paper 000, Table 2: the encodings tuned with Optuna for the ImageNet study (100 epochs).
+TABLE2: dict[str, RunConfig] = {c.name: c for c in (
+    _t2("mpe", "MPE", "Multigrid, k = 3, L = 2, x = [96, 277]",
+        {"type": "multigrid", "resolutions": [96, 277], "features": 3}, lr=0.3932, batch_size=10),
+    _t2("ffe", "FFE", "Fourier, L = 6", {"type": "fourier", "levels": 6}, lr=0.3865, batch_size=92),
+    _t2("baseline", "Baseline", "Baseline", {"type": "identity"}, lr=0.2394, batch_size=10),
+)}
+
+
+def table2() -> list[RunConfig]:
+    """Table 2's configurations in the paper's order (MPE, FFE, baseline)."""
+    return list(TABLE2.values())
+
+
+def _t4(mesh: str, enc: str, label: str, encoding: Mapping[str, Any], lr: float, batch_size: int) -> RunConfig:
+    return RunConfig(name=f"{mesh}/{enc}", label=label, encoding=encoding, hidden=(256,) * 8, activation="relu",
+                     parameterization="ntk", output_activation="sigmoid", optimizer="sgd", lr=lr, epochs=4000,
+                     batch_size=batch_size, loss="bce",
+                     source=f"paper 000, Table 4 (Appendix D), row {mesh.title()} ({label}): found by Optuna minimizing "
+                            "the training loss; Appendix E (8 x 256 ReLU, sigmoid output, binary cross-entropy, SGD)")
+
+
+#: Paper 000, Table 4: the occupancy networks per mesh (Optuna-tuned; 4000 epochs). Keys
+#: ``"<mesh>/<encoding>"`` for the meshes ``armadillo``, ``buddha``, ``dragon`` and the encodings
+#: ``baseline``, ``ffe``, ``mpe``. The paper's NTK parameterization of Appendix A.1 is assumed for 3D.
+TABLE4: dict[str, RunConfig] = {c.name: c for c in (
+    *(cfg for mesh, mpe in (("armadillo", ({"type": "multigrid", "resolutions": [44], "features": 1}, 0.99469, 10903)),
+                            ("buddha", ({"type": "multigrid", "resolutions": [38, 102], "features": 2}, 0.78445, 9267)),
+                            ("dragon", ({"type": "multigrid", "resolutions": [33, 136], "features": 2}, 0.80905, 9989)))
+      for cfg in (_t4(mesh, "baseline", "Base", {"type": "identity"}, 0.92224, 13187),
+                  _t4(mesh, "ffe", "FFE", {"type": "fourier", "levels": 7}, 0.78930, 9799),
+                  _t4(mesh, "mpe", "MPE", mpe[0], mpe[1], mpe[2]))),
+)}
+TABLE4_MESHES = ("armadillo", "buddha", "dragon")
+
+
+def table4(mesh: str) -> list[RunConfig]:
+    """Table 4's baseline, FFE and MPE for ``mesh`` (``armadillo``, ``buddha`` or ``dragon``)."""
+    if mesh not in TABLE4_MESHES:
+        raise ValueError(f"Table 4 has rows for {', '.join(TABLE4_MESHES)}, not {mesh!r}")
+    return [TABLE4[f"{mesh}/{e}"] for e in ("baseline", "ffe", "mpe")]
+
+
+# ----------------------------------------------------------------------------------------------
+# the values a chapter tests
+# ----------------------------------------------------------------------------------------------
+
+_ENC_ROWS = {name: config.label for name, config in TABLE3.items()}   # Table 3's row labels
 _T3_PSNR = {"baseline": 20.0, "ffe_low": 25.0, "ffe_mid": 35.0, "ffe_high": 36.5, "mpe_coarse": 34.5, "mpe_fine": 41.5}
 _T1_SCALING_MSSSIM = {"baseline": 0.08, "ffe_low": 0.20, "ffe_mid": 0.23, "ffe_high": 0.40, "mpe_coarse": 0.37,
                       "mpe_fine": 0.73}
@@ -200,92 +269,3 @@ _add("002.psnr_vs_siren", "paper 002, Abstract",
      "STAF is competitive with, and often stronger than, SIREN-like networks in PSNR", None, "",
      "Empirically, on images, audio, shapes, inverse problems (super-resolution, denoising) and NeRF, STAF is "
      "competitive and often stronger on distortion-oriented reconstruction metrics such as PSNR/SSIM")
-
-
-def paper_value(id_: str) -> dict[str, Any]:
-    """The paper's side of claim ``id_`` (a copy); a clear error for an unknown id."""
-    if id_ not in PAPER_VALUES:
-        near = [k for k in PAPER_VALUES if k.split(".")[:2] == id_.split(".")[:2]]
-        raise KeyError(f"no paper value {id_!r} in inrlib.claims.PAPER_VALUES"
-                       + (f"; ids of that group: {', '.join(near)}" if near else ""))
-    return dict(PAPER_VALUES[id_])
-
-
-def _finite_or_none(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
-def claim(id_: str, ours: Any, verdict: str, note: str = "", *, statement: str | None = None,
-          unit: str | None = None, bound: str | None = None, paper_id: str | None = None) -> dict[str, Any]:
-    """A claim record: the paper's side from :data:`PAPER_VALUES`, ours as given.
-
-    ``paper_id`` (default ``id_``) names the paper's entry when one statement is tested several
-    times under its own ids, e.g. ``000.appE.iou_order.bunny`` against ``000.appE.iou_order``.
-
-    ``ours`` is a number, a short string or ``None`` (not measured); non-finite numbers become
-    ``None``. ``verdict`` must be one of :data:`VERDICTS`; a ``"not tested"`` verdict needs a note
-    saying why. ``bound="lower bound"`` (or ``"upper bound"``) marks ``ours`` as a bound, not a
-    measurement (stored as ``ours_bound``).
-    """
-    ref = paper_value(paper_id or id_)
-    if bound not in (None, "exact", "lower bound", "upper bound"):
-        raise ValueError(f"bound must be None, 'exact', 'lower bound' or 'upper bound', got {bound!r}")
-    if verdict not in VERDICTS:
-        raise ValueError(f"verdict {verdict!r} for claim {id_!r} must be one of {', '.join(VERDICTS)}")
-    if verdict == "not tested" and not note:
-        raise ValueError(f"claim {id_!r} is 'not tested': give a note saying why")
-    if hasattr(ours, "item"):
-        ours = ours.item()
-    record = {"id": id_, "paper": ref["paper"], "statement": statement or ref["statement"],
-              "paper_value": ref["value"] if ref["value"] is not None else ref.get("quote"),
-              "ours": _finite_or_none(ours), "unit": ref["unit"] if unit is None else unit, "verdict": verdict,
-              "note": note, "source": ref["source"]}
-    if bound not in (None, "exact"):
-        record["ours_bound"] = bound
-    return record
-
-
-def check_claims(claims: Iterable[Mapping[str, Any]], required: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Validate claim records: every field present, known verdicts, unique ids, and every id in
-    ``required`` recorded. Returns them as plain dicts; raises ``ValueError`` naming each problem."""
-    out, problems, seen = [], [], set()
-    for c in claims:
-        c = dict(c)
-        missing = [f for f in CLAIM_FIELDS if f not in c]
-        if missing:
-            problems.append(f"claim {c.get('id', '?')!r} lacks {', '.join(missing)}")
-        if c.get("verdict") not in VERDICTS:
-            problems.append(f"claim {c.get('id', '?')!r} has verdict {c.get('verdict')!r}, not one of {VERDICTS}")
-        if c.get("id") in seen:
-            problems.append(f"claim {c.get('id')!r} recorded twice")
-        seen.add(c.get("id"))
-        out.append(c)
-    absent = [r for r in required if r not in seen]
-    if absent:
-        problems.append(f"claims not recorded: {', '.join(absent)}")
-    if problems:
-        raise ValueError("; ".join(problems))
-    return out
-
-
-def verdict_from_difference(ours: float, paper: float, holds_within: float, approximately_within: float) -> str:
-    """``"holds"`` when ``|ours - paper| <= holds_within``, ``"approximately"`` when within
-    ``approximately_within``, else ``"differs"``; ``"not tested"`` when ours is not a finite number."""
-    if ours is None or not math.isfinite(float(ours)):
-        return "not tested"
-    gap = abs(float(ours) - float(paper))
-    if gap <= holds_within:
-        return "holds"
-    if gap <= approximately_within:
-        return "approximately"
-    return "differs"
-
-
-def verdict_counts(claims: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """``{verdict: count}`` over ``claims``, every verdict listed (zeros included)."""
-    counts = {v: 0 for v in VERDICTS}
-    for c in claims:
-        counts[c["verdict"]] += 1
-    return counts
