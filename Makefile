@@ -1,7 +1,9 @@
 # inrlib: library, tests and the executable book.
 #
 #   make book      execute every chapter (quick profile) with papermill, build _build/html/
-#   make test      everything: unit tests, a smoke build of the book, its pages in headless chromium
+#   make test      everything: lint, unit tests, a smoke build of the book, its pages in headless chromium
+#   make test-fast TESTS=tests/test_encodings.py   the inner loop: one file, no book builds, no browser
+#   make lint      ruff over the repository, mypy over the core modules
 #   make chapter CHAPTER=theory PARAMS="-p profile paper -p device cuda"
 #                  re-execute one chapter with any parameters, rebuild the HTML with it
 #   make lab       JupyterLab on 127.0.0.1 (PORT=8888): the chapters open as notebooks, live explorers
@@ -35,10 +37,10 @@ STAMP   := $(VENV)/.inrlib-installed
 # kernels matplotlib's inline backend).
 export MPLBACKEND := Agg
 
-.PHONY: help venv vendor book _book chapter lab check-pages test chromium bench mutants clean distclean
+.PHONY: help venv vendor book _book chapter lab check-pages test test-fast lint chromium bench mutants clean distclean
 
 help:
-	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------- environment
 venv: $(STAMP)
@@ -101,8 +103,17 @@ chromium:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update && apt-get install -y chromium chromium-driver)
 
-test: venv vendor chromium
+test: venv vendor chromium lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The inner loop: one file in seconds, e.g. make test-fast TESTS=tests/test_encodings.py (no book builds, no browser).
+test-fast: venv
+	$(PY) -m pytest -q -m "not book and not browser" $(if $(filter-out tests,$(TESTS)),$(TESTS)) $(PYTEST_ARGS)
+
+# ruff over the repository, mypy over the core modules (both configured in pyproject.toml).
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 MODULE ?=
 TESTS  ?= tests

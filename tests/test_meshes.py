@@ -18,6 +18,7 @@ import trimesh
 
 import inrlib.data as data
 from inrlib.data import meshes as meshes_mod
+from inrlib import render as render_mod
 
 needs_index = pytest.mark.skipif(os.environ.get("INRLIB_OFFLINE", "") not in ("", "0"),
                                  reason="INRLIB_OFFLINE is set: no package downloads")
@@ -547,7 +548,7 @@ def test_surface_samples_are_area_weighted_and_uniform_on_each_face():
     tetra = trimesh.Trimesh([[0, 0, 0], [1, 0, 0], [0, 2, 0], [0, 0, 0.5]],
                             [[0, 2, 1], [0, 1, 3], [1, 2, 3], [0, 3, 2]], process=False)
     n = 40000
-    pts = meshes_mod._sample_surface(tetra, n, np.random.default_rng(0))
+    pts = render_mod.sample_surface(tetra, n, np.random.default_rng(0))
     assert pts.shape == (n, 3)
     area = tetra.area_faces
     for f, face in enumerate(tetra.faces):

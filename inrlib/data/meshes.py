@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ..io import atomic_path, cache_dir
+from ..render import sample_surface
 from .registry import UNAVAILABLE_MESHES, list_meshes, mesh_path
 
 __all__ = ["load_mesh", "normalize_mesh", "mesh_hash", "check_closed", "inside_mesh", "winding_number",
@@ -392,16 +393,6 @@ def winding_number(mesh, points, *, max_block: int = 1 << 12) -> np.ndarray:
 # Occupancy samples
 # ----------------------------------------------------------------------------------------------
 
-def _sample_surface(mesh, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` points uniform on the surface (area-weighted face, uniform barycentric)."""
-    area = np.asarray(mesh.area_faces, dtype=np.float64)
-    face = rng.choice(len(area), size=n, p=area / area.sum())
-    r1, r2 = rng.random(n), rng.random(n)
-    s = np.sqrt(r1)
-    tri = np.asarray(mesh.vertices, dtype=np.float64)[np.asarray(mesh.faces)[face]]
-    return (1 - s)[:, None] * tri[:, 0] + (s * (1 - r2))[:, None] * tri[:, 1] + (s * r2)[:, None] * tri[:, 2]
-
-
 def occupancy_samples(mesh, n: int, *, seed: int = 0, near_surface: float = 0.0, sigma: float = 0.01,
                       cache: bool = True, box: str = "unit") -> tuple[torch.Tensor, torch.Tensor]:
     """Points and exact occupancy labels for training an implicit surface.
@@ -458,7 +449,7 @@ def occupancy_samples(mesh, n: int, *, seed: int = 0, near_surface: float = 0.0,
     rng = np.random.default_rng(int(seed))
     n_near = int(round(near_surface * n))
     uniform = lo + (hi - lo) * rng.random((n - n_near, 3))
-    near = _sample_surface(mesh, n_near, rng) + rng.normal(0.0, sigma, (n_near, 3)) if n_near else np.empty((0, 3))
+    near = sample_surface(mesh, n_near, rng) + rng.normal(0.0, sigma, (n_near, 3)) if n_near else np.empty((0, 3))
     pts = np.concatenate([uniform, np.clip(near, lo, hi)])[rng.permutation(n)].astype(np.float32)
     lab = inside_mesh(mesh, pts.astype(np.float64)).astype(np.float32)
     if cache:
