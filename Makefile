@@ -9,7 +9,7 @@
 #   make lab       JupyterLab on 127.0.0.1 (PORT=8888): the chapters open as notebooks, live explorers
 #   make check-pages   check the built _build/html in headless chromium (+ screenshots)
 #   make bench     the benchmarks          make venv   the environment       make clean
-#   make mutants MODULE=inrlib/spectra.py TESTS=tests/test_claims.py   mutation testing (slow; not in CI; no MODULE: the scores)
+#   make mutants MODULE=inrlib/ntk/spectra.py TESTS=tests/ntk/test_spectra.py   mutation testing (slow; not in CI; no MODULE: the scores)
 #
 # Each target sets up what it needs. Variables: PROFILE (smoke|quick|paper, default quick),
 # BUILD (default _build), TOC, EXEC_FLAGS, HTML_FLAGS, PYTEST_ARGS, BENCH_ARGS, VENV.
@@ -29,7 +29,9 @@ PARAMS  ?=
 PIPE    := scripts/bookpipe.py
 # Sphinx warnings are errors; HTML_FLAGS=--allow-warnings lets a build through anyway.
 HTML_FLAGS ?=
-# Passed to each chapter's execution, e.g. EXEC_FLAGS="--log-output --cell-timeout 900".
+# Passed to each chapter's execution, e.g. EXEC_FLAGS="--log-output --cell-timeout 900 --heartbeat 60".
+# A run prints a line per cell and the kernel's progress lines (every 30 s, with the time left);
+# INRLIB_PROGRESS=0 make ... silences the latter, INRLIB_PROGRESS=log:10 makes them every 10 s.
 EXEC_FLAGS ?=
 STAMP   := $(VENV)/.inrlib-installed
 
@@ -121,7 +123,7 @@ TESTS  ?= tests
 # or "--sample 100" to finish a long module on a random draw of its untested mutants (the table estimates the rest)
 MUTANTS_ARGS ?=
 mutants: venv
-	@if [ -z "$(MODULE)" ]; then echo 'usage: make mutants MODULE=inrlib/spectra.py [TESTS="tests/test_claims.py"]; scores so far:' >&2; \
+	@if [ -z "$(MODULE)" ]; then echo 'usage: make mutants MODULE=inrlib/ntk/spectra.py [TESTS="tests/ntk/test_spectra.py"]; scores so far:' >&2; \
 	  $(PY) scripts/mutants.py --report; exit 0; fi
 	@test -x $(VENV)/bin/mutmut || $(PY) -m pip install -q 'mutmut==3.8.1' -c constraints.txt
 	$(PY) scripts/mutants.py $(MODULE) --tests $(TESTS) $(MUTANTS_ARGS)

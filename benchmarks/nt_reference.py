@@ -50,8 +50,8 @@ def main() -> None:
     if args.x64:
         jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
-    import numpy as np
     import neural_tangents as nt
+    import numpy as np
     from neural_tangents import stax
 
     dtype = jnp.float64 if args.x64 else jnp.float32

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from inrlib.ntk import available_memory, empirical_ntk, spectrum  # noqa: E402
 from inrlib.book.studies.weyl import model_from_config  # noqa: E402
+from inrlib.ntk import available_memory, empirical_ntk, spectrum  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

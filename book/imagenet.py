@@ -63,30 +63,42 @@ workers = 0              # 0: in this process; N: N worker processes
 ntk_dtype = "float64"    # "float32": faster on consumer GPUs, floor ~5e8x higher
 
 # %% tags=["hide-input"]
-import concurrent.futures as cf
-import multiprocessing as mp
+# Each parameter's type, range and value by profile (a None above: this profile's value), checked before anything runs.
+from inrlib.book.params import COMMON, Param, resolve
+from inrlib.book.studies.imagenet import LR_READINGS
 
+schema = {**COMMON,
+          "imagenet_root": Param(str, none=True),
+          "n_synsets": Param(int, min=1),
+          "n_images": Param(int, min=1, max=20, smoke=2, quick=4, paper=20),
+          "side": Param(int, min=2, smoke=12, quick=32, paper=96),
+          "epochs": Param(int, min=1, smoke=3, quick=20, paper=100),
+          "lr_reading": Param(str, choices=tuple(LR_READINGS)),
+          "ensemble": Param(int, min=1, none=True),
+          "tune_trials": Param(int, min=1, smoke=2, quick=3, paper=30),
+          "tune_storage": Param(str, none=True),
+          "tune_side": Param(int, min=2, smoke=8, quick=16, paper=lambda v: v["side"]),
+          "tune_epochs": Param(int, min=1, smoke=2, quick=5, paper=lambda v: v["epochs"]),
+          "spectrum_length": Param(int, min=2),
+          "workers": Param(int, min=0),
+          "ntk_dtype": Param(str, choices=("float64", "float32"))}
+globals().update(resolve(schema, profile, globals()))
+
+# %% tags=["hide-input"]
 import numpy as np
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
-from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, progress, resolve_device, runs_dir
-from inrlib.research.claims import PAPER_VALUES, verdict_counts
-from inrlib.data import load_image
-from inrlib.research.papers import TABLE2
-from inrlib.research.sweep import sweep
-from inrlib.book.plotting import clip_below_floor, error_map, floor_line, image_grid
+from inrlib.book import ChapterResults, claims_markdown, markdown_table, progress, resolve_device, runs_dir
+from inrlib.book.plotting import figure_png, image_grid, plot_mean_spectra, reconstruction_grid, show_figure
 from inrlib.book.studies import imagenet as S
-from inrlib.book.widgets import explorer, figure_png, show_figure
+from inrlib.book.studies.common import setting_text
+from inrlib.book.widgets import explorer
+from inrlib.data import load_image
+from inrlib.research.claims import PAPER_VALUES, verdict_counts
+from inrlib.research.papers import TABLE2
+from inrlib.research.sweep import process_pool, sweep
 
-n_images = n_images or profile_value(profile, smoke=2, quick=4, paper=20)
-side = side or profile_value(profile, smoke=12, quick=32, paper=96)
-epochs = epochs or profile_value(profile, smoke=3, quick=20, paper=100)
-tune_trials = tune_trials or profile_value(profile, smoke=2, quick=3, paper=30)
-tune_side = tune_side or profile_value(profile, smoke=8, quick=16, paper=side)
-tune_epochs = tune_epochs or profile_value(profile, smoke=2, quick=5, paper=epochs)
-if lr_reading not in S.LR_READINGS:
-    raise ValueError(f"lr_reading must be one of {sorted(S.LR_READINGS)}, got {lr_reading!r}")
 dev = resolve_device(device)
 photos = S.image_list(imagenet_root, n_synsets=n_synsets, n_images=None if imagenet_root else n_images, seed=seed)
 ensemble = min(ensemble or len(photos), len(photos))
@@ -97,7 +109,7 @@ run = ChapterResults("imagenet", profile=profile, device=device, seed=seed, imag
                      n_synsets=n_synsets, n_images=len(photos), side=side, epochs=epochs, lr_reading=lr_reading,
                      ensemble=ensemble, tune_trials=tune_trials, tune_side=tune_side, tune_epochs=tune_epochs,
                      spectrum_length=spectrum_length, ntk_dtype=ntk_dtype, ntk_epochs=ntk_at)
-executor = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) if workers else None
+executor = process_pool(workers)   # None for 0; workers exit with this process
 names = list(S.ENCODINGS)
 labels = {n: TABLE2[n].label for n in names}
 colors = {"mpe": "#006d2c", "ffe": "#08519c", "baseline": "C3"}
@@ -128,7 +140,7 @@ source = (f"one random photo from each of {len(photos)} random synsets of `{imag
 # %% tags=["hide-input"]
 configs = {r: S.table2_configs(r, epochs) for r in readings}
 display(Markdown(markdown_table([
-    {"enc": c.label, "setting": S.setting_text(c.encoding), "batch": c.batch_size, "t2lr": f"{c.lr:g}",
+    {"enc": c.label, "setting": setting_text(c.encoding), "batch": c.batch_size, "t2lr": f"{c.lr:g}",
      "printed": f"{c.lr:g}", "summed": f"{c.lr * c.batch_size * 3:.4g}",
      "source": c.source.split(":")[0].replace("paper 000, Table 2 (Appendix D), row", "Table 2,")}
     for c in TABLE2.values()],
@@ -249,25 +261,11 @@ res = results[lr_reading]
 curves = {e: {n: S.mean_spectra(res[n], e, spectrum_length) for n in names} for e in ntk_at}
 end, mid = ntk_at[-1], ntk_at[0]
 fig = Figure(figsize=(7.5, 4.3), layout="constrained")
-ax = fig.subplots()
-u = np.linspace(0, 1, spectrum_length)
-floors = []
-for n in names:
-    for e, ls in ((mid, "--"), (end, "-")):
-        c = curves[e][n]
-        if c is None or (e == mid and mid == end):
-            continue
-        ax.semilogy(u, c["mean"], color=colors[n], ls=ls, lw=1.4, label=f"{labels[n]} ({c['n']} photos)" if e == end else None)
-        if e == end:
-            ax.fill_between(u, c["lo"], c["hi"], color=colors[n], alpha=0.15, lw=0)
-            floor_line(ax, c["floor"], colors[n], None)
-            floors.append(c["floor"])
-clip_below_floor(ax, floors)
-ax.set_xlabel("relative index $u$ (descending spectrum, resampled)")
-ax.set_ylabel("eigenvalue (geometric mean over photos)")
-ax.set_title(f"Fig. 5a: epochs {mid} (dashed) and {end} (solid), lr {lr_reading}", fontsize=9)
-ax.grid(True, alpha=0.3)
-ax.legend(fontsize=8)
+plot_mean_spectra(fig.subplots(), curves, np.linspace(0, 1, spectrum_length), names=names, epochs=(mid, end),
+                  colors=colors, labels=labels, count="photos",
+                  xlabel="relative index $u$ (descending spectrum, resampled)",
+                  ylabel="eigenvalue (geometric mean over photos)",
+                  title=f"Fig. 5a: epochs {mid} (dashed) and {end} (solid), lr {lr_reading}")
 show_figure(fig)
 orders = {e: S.spectrum_order(curves[e]) if all(curves[e][n] is not None for n in names) else None for e in ntk_at}
 display(Markdown(markdown_table([
@@ -287,20 +285,11 @@ display(Markdown(markdown_table([
 # %% tags=["hide-input"]
 def gallery_picture(idx):
     i, reading = idx[0], readings[idx[1]]
-    truth = results[reading]["mpe"][i]["truth"]
-    top = [{"image": truth, "title": f"{photos[i]['id']}: {photos[i]['label']}"[:28]}]
-    bottom = [None]
-    for n in names:
-        r = results[reading][n][i]
-        if r["prediction"] is None:
-            top.append(None)
-            bottom.append(None)
-            continue
-        top.append({"image": r["prediction"], "title": f"{labels[n]}: {r['psnr']:.1f} dB, MS-SSIM {r['msssim']:.2f}"})
-        bottom.append({"image": error_map(r["prediction"], truth), "title": "|error|", "cmap": "magma", "vmin": 0,
-                       "vmax": 0.25})
+    fits = [(r["prediction"], f"{labels[n]}: {r['psnr']:.1f} dB, MS-SSIM {r['msssim']:.2f}")
+            for n in names for r in [results[reading][n][i]]]
     fig = Figure(figsize=(9, 4.6), layout="constrained")
-    image_grid(fig, [top, bottom], colorbar_rows=[1])
+    reconstruction_grid(fig, results[reading]["mpe"][i]["truth"], fits, vmax=0.25,
+                        truth_title=f"{photos[i]['id']}: {photos[i]['label']}"[:28], error_title="|error|")
     return figure_png(fig, 72)
 
 
@@ -326,10 +315,10 @@ tuned = {n: S.tune_task(n, paths[0], tune_side, tune_epochs, tune_trials, tune_s
 tiny = profile != "paper"
 display(Markdown(markdown_table([
     {"enc": labels[n], "t_lr": f"{TABLE2[n].lr:g}", "t_bs": TABLE2[n].batch_size,
-     "t_set": S.setting_text(TABLE2[n].encoding),
+     "t_set": setting_text(TABLE2[n].encoding),
      "lr": f"{t['best_config']['lr']:.4g}" if t["best_config"] else "-",
      "bs": t["best_config"]["batch_size"] if t["best_config"] else "-",
-     "set": S.setting_text(t["best_config"]["encoding"]) if t["best_config"] else "-",
+     "set": setting_text(t["best_config"]["encoding"]) if t["best_config"] else "-",
      "psnr": f"{t['best_value']:.1f}" if t["best_value"] is not None else "-",
      "trials": f"{t['n_finished']} ({sum(x['state'] == 'pruned' for x in t['trials'])} diverged)"}
     for n, t in tuned.items()],

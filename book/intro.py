@@ -46,13 +46,19 @@ device = "auto"        # unused
 seed = 0               # unused
 strict = False         # True: stop on missing, partial or stale results (the reproduction page does; here: say so)
 
+# %% tags=["remove-cell"]
+from inrlib.book.params import COMMON, Param, resolve
+
+schema = {**COMMON, "strict": Param(bool)}
+globals().update(resolve(schema, profile, globals()))
+
 # %% tags=["remove-input"]
 
 from IPython.display import Markdown, display
 
 from inrlib.book import markdown_table
-from inrlib.research.claims import VERDICTS
 from inrlib.book.studies import reproduction as R
+from inrlib.research.claims import VERDICTS
 
 book_dir = R.sources_dir()
 gathered = R.gather(R.toc_chapters(R.book_toc()), profile, sources=book_dir)

@@ -58,6 +58,8 @@ profile = "quick"          # smoke, quick (2 CPU cores) or paper
 device = "auto"            # auto, cpu, cuda, ...
 seed = 0
 meshes = None              # names or paths, comma-separated (None: by profile; "bunny,dragon")
+repair = False             # let trimesh repair a mesh that is not watertight (inrlib.data.load_mesh)
+skip_missing = False       # True: leave out a mesh that is not found (else: an error)
 epochs = None              # None: by profile (Table 4: 4000)
 batch_size = None          # points per epoch, one step each (None: by profile, paper: Table 4)
 width = None               # hidden width (None: by profile; the paper 256)
@@ -75,37 +77,45 @@ workers = 0                # 0: in this process; N: N worker processes
 ntk_dtype = "float64"      # "float32": faster on consumer GPUs, floor ~5e8x higher
 
 # %% tags=["hide-input"]
-import concurrent.futures as cf
-import multiprocessing as mp
+# Each parameter's type, range and value by profile (a None above: this profile's value), checked before anything runs.
+from inrlib.book.params import COMMON, Param, name_list, resolve
 
+schema = {**COMMON,
+          "meshes": Param(name_list, smoke="bunny", quick="bunny,dragon", paper="bunny,dragon"),
+          "repair": Param(bool),
+          "skip_missing": Param(bool),
+          "epochs": Param(int, min=1, smoke=6, quick=800, paper=4000),
+          "batch_size": Param(int, min=1, smoke=256, quick=512, paper=None),   # paper: Table 4's
+          "width": Param(int, min=1, smoke=32, quick=128, paper=256),
+          "depth": Param(int, min=1, default=8),
+          "lr_scale": Param(float, min=0, exclusive=True, smoke=10, quick=10, paper=1),
+          "control": Param(bool, default=lambda v: v["lr_scale"] != 1),
+          "pool_points": Param(int, min=1, smoke=20_000, quick=100_000, paper=2_000_000),
+          "ntk_points": Param(int, min=1, smoke=64, quick=512, paper=4096),
+          "eval_points": Param(int, min=1, smoke=2_000, quick=20_000, paper=100_000),
+          "eval_every": Param(int, min=1, smoke=lambda v: max(1, v["epochs"] // 3),
+                              quick=lambda v: max(1, v["epochs"] // 20), paper=lambda v: max(1, v["epochs"] // 40)),
+          "resolution": Param(int, min=2, smoke=24, quick=64, paper=128),
+          "chamfer_points": Param(int, min=1, smoke=2_000, quick=20_000, paper=100_000),
+          "render_size": Param(int, min=1, smoke=48, quick=128, paper=256),
+          "workers": Param(int, min=0),
+          "ntk_dtype": Param(str, choices=("float64", "float32"))}
+globals().update(resolve(schema, profile, globals()))
+
+# %% tags=["hide-input"]
 import numpy as np
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
-from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, progress, resolve_device, runs_dir
-from inrlib.research.claims import verdict_counts
-from inrlib.data import load_mesh
-from inrlib.research.papers import TABLE4, TABLE4_MESHES
-from inrlib.research.sweep import sweep
-from inrlib.book.plotting import clip_below_floor, floor_line, image_grid, plot_curves
-from inrlib.spectra import ordered_fraction
+from inrlib.book import ChapterResults, claims_markdown, markdown_table, progress, resolve_device, runs_dir
+from inrlib.book.plotting import image_grid, plot_curves, plot_mean_spectra, show_figure
 from inrlib.book.studies import occupancy as S
-from inrlib.book.widgets import show_figure
+from inrlib.book.studies.common import setting_text
+from inrlib.ntk import ordered_fraction
+from inrlib.research.claims import verdict_counts
+from inrlib.research.papers import TABLE4, TABLE4_MESHES
+from inrlib.research.sweep import process_pool, sweep
 
-meshes = meshes or profile_value(profile, smoke="bunny", quick="bunny,dragon", paper="bunny,dragon")
-epochs = epochs or profile_value(profile, smoke=6, quick=800, paper=4000)
-width = width or profile_value(profile, smoke=32, quick=128, paper=256)
-depth = depth or 8
-batch_size = batch_size or profile_value(profile, smoke=256, quick=512, paper=None)
-lr_scale = lr_scale or profile_value(profile, smoke=10, quick=10, paper=1)
-control = (lr_scale != 1) if control is None else bool(control)
-pool_points = pool_points or profile_value(profile, smoke=20_000, quick=100_000, paper=2_000_000)
-ntk_points = ntk_points or profile_value(profile, smoke=64, quick=512, paper=4096)
-eval_points = eval_points or profile_value(profile, smoke=2_000, quick=20_000, paper=100_000)
-eval_every = eval_every or max(1, epochs // profile_value(profile, smoke=3, quick=20, paper=40))
-resolution = resolution or profile_value(profile, smoke=24, quick=64, paper=128)
-chamfer_points = chamfer_points or profile_value(profile, smoke=2_000, quick=20_000, paper=100_000)
-render_size = render_size or profile_value(profile, smoke=48, quick=128, paper=256)
 dev = resolve_device(device)
 ntk_at = sorted({epochs // 2, epochs})
 store = runs_dir("occupancy", profile)
@@ -113,8 +123,8 @@ run = ChapterResults("occupancy", profile=profile, device=device, seed=seed, mes
                      batch_size=batch_size, width=width, depth=depth, lr_scale=lr_scale, control=control,
                      pool_points=pool_points, ntk_points=ntk_points, eval_points=eval_points, eval_every=eval_every,
                      resolution=resolution, chamfer_points=chamfer_points, render_size=render_size,
-                     ntk_dtype=ntk_dtype, ntk_epochs=ntk_at)
-executor = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) if workers else None
+                     ntk_dtype=ntk_dtype, ntk_epochs=ntk_at, repair=repair, skip_missing=skip_missing)
+executor = process_pool(workers)   # None for 0; workers exit with this process
 names = list(S.ENCODINGS)
 labels = S.LABELS
 colors = {"mpe": "#006d2c", "ffe": "#08519c", "baseline": "C3"}
@@ -123,26 +133,17 @@ colors = {"mpe": "#006d2c", "ffe": "#08519c", "baseline": "C3"}
 # ## The meshes and the settings
 #
 # Each mesh is read, checked to be closed (inside and outside are undefined otherwise) and
-# normalized (`inrlib.data.load_mesh`); one that fails is reported here and left out. The Bunny is
+# normalized (`inrlib.data.load_mesh`; `repair = True` lets trimesh fix one that is not closed); one that
+# fails is reported here and left out, and a mesh that is not found is an error (`skip_missing = True`:
+# left out too). The Bunny is
 # not in Table 4: it uses the Dragon's row. Armadillo and Happy Buddha are in no package registry:
 # pass their files' paths in `meshes` (a file name containing `armadillo` or `buddha` selects that
 # row of Table 4).
 
 # %% tags=["hide-input"]
-mesh_rows, problems = [], []
-for m in S.mesh_list(meshes):
-    try:
-        mesh = load_mesh(m["spec"])
-    except (ValueError, FileNotFoundError, IsADirectoryError) as err:
-        problems.append(f"- **{m['spec']} left out**: {err}")
-        continue
-    ext = mesh.bounds[1] - mesh.bounds[0]
-    mesh_rows.append({**m, "faces": len(mesh.faces), "extent": " x ".join(f"{v:.2f}" for v in ext),
-                      "source": mesh.metadata.get("source", m["spec"])})
+mesh_rows, problems = S.load_meshes(meshes, repair=repair, skip_missing=skip_missing)   # each problem also on stderr
 if problems:
-    display(Markdown("\n".join(problems)))
-if not mesh_rows:
-    raise ValueError(f"none of the meshes {meshes!r} could be used (see the messages above)")
+    display(Markdown("\n".join(f"- **left out** {p}" for p in problems)))
 display(Markdown(markdown_table(mesh_rows, {
     "mesh": "name", "triangles": "faces", "normalized extent": "extent", "Table 4 row": "row",
     "note": lambda r: r["row_note"] or "-"})))
@@ -150,7 +151,7 @@ display(Markdown(markdown_table(mesh_rows, {
 cfgs = {m["name"]: S.table4_configs(m["row"], epochs=epochs, batch_size=batch_size, hidden=(width,) * depth,
                                     lr_scale=lr_scale) for m in mesh_rows}
 display(Markdown(markdown_table([
-    {"row": f"{r.title()} ({c.label})", "lr": c.lr, "bs": c.batch_size, "set": S.setting_text(c.encoding)}
+    {"row": f"{r.title()} ({c.label})", "lr": c.lr, "bs": c.batch_size, "set": setting_text(c.encoding)}
     for r in TABLE4_MESHES for c in [TABLE4[f"{r}/{e}"] for e in names]],
     {"Table 4": "row", "lr": "lr", "batch": "bs", "encoding": "set"}, {"lr": ".5g"})))
 first = cfgs[mesh_rows[0]["name"]]
@@ -183,7 +184,7 @@ if profile != "paper":
 # %% tags=["hide-input"]
 common = dict(seed=seed, pool_points=pool_points, ntk_points=ntk_points, eval_points=eval_points, eval_every=eval_every,
               resolution=resolution, chamfer_points=chamfer_points, render_size=render_size, device=str(dev),
-              ntk_dtype=ntk_dtype)
+              ntk_dtype=ntk_dtype, **({"repair": True} if repair else {}))   # (a saved run without repair is reused)
 tasks = []
 for m in mesh_rows:
     for c in cfgs[m["name"]]:
@@ -276,25 +277,10 @@ curves = {k: {e: {n: S.mean_spectra(results, n, e, ntk_points, kernel=k) for n i
           for k in ("output", "logit")}
 fig = Figure(figsize=(10, 4.3), layout="constrained")
 axes = fig.subplots(1, 2)
-u = np.arange(1, ntk_points + 1)
 for ax, kernel, title in zip(axes, ("output", "logit"), ("NTK of the output $\\sigma(z)$", "NTK of the logits $z$")):
-    floors = []
-    for n in names:
-        for e, ls in ((mid, "--"), (end, "-")):
-            c = curves[kernel][e][n]
-            if c is None or (e == mid and mid == end):
-                continue
-            ax.semilogy(u, c["mean"], color=colors[n], ls=ls, lw=1.4, label=f"{labels[n]}" if e == end else None)
-            if e == end:
-                if c["n"] > 1:
-                    ax.fill_between(u, c["lo"], c["hi"], color=colors[n], alpha=0.15, lw=0)
-                floor_line(ax, c["floor"], colors[n], None)
-                floors.append(c["floor"])
-    clip_below_floor(ax, floors)
-    ax.set_xlabel("index $i$ (descending)")
-    ax.set_title(f"Fig. 5b, {title}: epochs {mid} (dashed), {end} (solid)", fontsize=9)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    plot_mean_spectra(ax, curves[kernel], np.arange(1, ntk_points + 1), names=names, epochs=(mid, end), colors=colors,
+                      labels=labels, band_from=2, xlabel="index $i$ (descending)",
+                      title=f"Fig. 5b, {title}: epochs {mid} (dashed), {end} (solid)")
 axes[0].set_ylabel(f"eigenvalue (geometric mean over {len(results)} mesh(es))")
 show_figure(fig)
 orders = [{"kernel": k, "epoch": e, **ordered_fraction(curves[k][e], ("mpe", "ffe", "baseline"))}

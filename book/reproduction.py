@@ -44,14 +44,21 @@ seed = 0               # unused
 strict = True          # stop on a missing, partial or stale results file (False: list the problems)
 
 # %% tags=["hide-input"]
+# Each parameter's type, checked before anything runs.
+from inrlib.book.params import COMMON, Param, resolve
+
+schema = {**COMMON, "strict": Param(bool)}
+globals().update(resolve(schema, profile, globals()))
+
+# %% tags=["hide-input"]
 
 from IPython.display import HTML, Markdown, display
 from matplotlib.figure import Figure
 
 from inrlib.book import ChapterResults, markdown_table
-from inrlib.research.claims import PAPER_VALUES, VERDICTS
+from inrlib.book.plotting import plot_verdict_counts, show_figure
 from inrlib.book.studies import reproduction as R
-from inrlib.book.widgets import show_figure
+from inrlib.research.claims import PAPER_VALUES, VERDICTS
 
 book_dir = R.sources_dir()
 run = ChapterResults("reproduction", profile=profile, device=device, seed=seed, strict=strict)
@@ -96,7 +103,7 @@ display(Markdown(markdown_table(
       "claims": sum(counts[p].values())} for p in counts],
     {"paper": "paper", **{v: v for v in VERDICTS}, "claims": "claims"})))
 fig = Figure(figsize=(8.5, 2.4), layout="constrained")
-R.plot_counts(fig.subplots(), counts)
+plot_verdict_counts(fig.subplots(), counts)
 show_figure(fig)
 
 # %% [markdown]

@@ -67,29 +67,62 @@ ntk_dtype = "float64"  # "float32": faster on consumer GPUs, floor ~5e8x higher
 loss_threshold = 1e-3  # Fig. 6: first epoch with loss below this
 
 # %% tags=["hide-input"]
-import concurrent.futures as cf
-import multiprocessing as mp
+# Each parameter's type, range and value by profile (a None above: this profile's value), checked before anything runs.
+from inrlib.book.params import COMMON, Param, epoch_list, resolve
 
+schema = {**COMMON,
+          "image": Param(str),
+          "side": Param(int, min=3, smoke=12, quick=48, paper=128),
+          "coarse": Param(int, min=2, none=True),
+          "fine": Param(int, min=3, none=True),
+          "epochs": Param(int, min=1, smoke=4, quick=60, paper=300),
+          "lr": Param(float, min=0, exclusive=True, none=True),
+          "batch_size": Param(int, min=1, default=32),
+          "width": Param(int, min=1, smoke=64, quick=512, paper=512),
+          "grayscale": Param(bool),
+          "heldout": Param(int, min=0, smoke=64, quick=1024, paper=4096),
+          "ntk_epochs": Param(epoch_list, none=True),
+          "workers": Param(int, min=0),
+          "ntk_dtype": Param(str, choices=("float64", "float32")),
+          "loss_threshold": Param(float, min=0, exclusive=True)}
+globals().update(resolve(schema, profile, globals()))
+
+# %% tags=["hide-input"]
 import numpy as np
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
-from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, progress, resolve_device, runs_dir
+from inrlib.book import (
+    ChapterResults,
+    claims_markdown,
+    markdown_table,
+    profile_value,
+    progress,
+    resolve_device,
+    runs_dir,
+)
+from inrlib.book.plotting import (
+    clip_below_floor,
+    error_map,
+    figure_png,
+    image_grid,
+    image_panel,
+    label_map,
+    plot_curves,
+    plot_spectrum,
+    reconstruction_grid,
+    show_figure,
+)
+from inrlib.book.studies import scaling as S
+from inrlib.book.studies.common import setting_text
+from inrlib.book.widgets import explorer
+from inrlib.data import image_split
+from inrlib.ntk import compare_at, resolved_fraction
 from inrlib.research.claims import PAPER_VALUES, verdict_counts
 from inrlib.research.papers import TABLE3
-from inrlib.research.sweep import sweep
-from inrlib.book.plotting import (clip_below_floor, error_map, image_grid, image_panel, label_map, plot_curves,
-                             plot_spectrum)
-from inrlib.spectra import compare_at, resolved_fraction
-from inrlib.book.studies import scaling as S
+from inrlib.research.sweep import process_pool, sweep
 from inrlib.train import resolve_epochs
-from inrlib.book.widgets import explorer, figure_png, show_figure
 
-side = side or profile_value(profile, smoke=12, quick=48, paper=128)
-epochs = epochs or profile_value(profile, smoke=4, quick=60, paper=300)
-batch_size = batch_size or 32
-width = width or profile_value(profile, smoke=64, quick=512, paper=512)
-heldout = heldout if heldout is not None else profile_value(profile, smoke=64, quick=1024, paper=4096)
 probe_epochs = profile_value(profile, smoke=1, quick=2, paper=3)
 dev = resolve_device(device)
 ntk_at = resolve_epochs(ntk_epochs, epochs)
@@ -97,7 +130,7 @@ run = ChapterResults("scaling", profile=profile, device=device, seed=seed, image
                      fine=fine, epochs=epochs, lr=lr, batch_size=batch_size, width=width, grayscale=grayscale,
                      heldout=heldout, ntk_epochs=ntk_at, loss_threshold=loss_threshold, ntk_dtype=ntk_dtype)
 store = runs_dir("scaling", profile)
-executor = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) if workers else None
+executor = process_pool(workers)   # None for 0; workers exit with this process
 data_task = dict(image=image, side=side, grayscale=grayscale, seed=seed)
 base_configs = S.scaled_configs(side, lr=lr or S.LR_LADDER[0], epochs=epochs, batch_size=batch_size, coarse=coarse,
                                 fine=fine, hidden=(width, width))
@@ -105,7 +138,7 @@ names = [c.name for c in base_configs]
 labels = {c.name: c.label for c in base_configs}
 colors = {"baseline": "C3", "ffe_low": "#9ecae1", "ffe_mid": "#4292c6", "ffe_high": "#08519c",
           "mpe_coarse": "#74c476", "mpe_fine": "#006d2c"}
-truth = S.image_data(image, side, grayscale=grayscale, heldout=0)
+truth = image_split(image, side, grayscale=grayscale, heldout=0)
 channels = truth["shape"][2]
 
 # %% [markdown]
@@ -122,7 +155,7 @@ channels = truth["shape"][2]
 # %% tags=["hide-input"]
 paper_cfg = {c.name: c for c in TABLE3.values()}
 display(Markdown(markdown_table([
-    {"encoding": c.label, "ours": S.setting_text(c.encoding), "paper": S.setting_text(paper_cfg[c.name].encoding),
+    {"encoding": c.label, "ours": setting_text(c.encoding), "paper": setting_text(paper_cfg[c.name].encoding),
      "source": paper_cfg[c.name].source.split(";")[0]} for c in base_configs],
     {"encoding": "encoding", "this run": "ours", "Table 3": "paper", "source": "source"})))
 shape_text = f"{side} x {side} {'grayscale' if channels == 1 else 'RGB'}"
@@ -217,11 +250,8 @@ def final(name, key="prediction"):
 errs = {n: error_map(final(n), truth["targets"].numpy().reshape(truth["shape"])) for n in names}
 vmax = float(np.percentile(np.concatenate([e.ravel() for e in errs.values()]), 99.5))
 fig = Figure(figsize=(9.5, 3.5), layout="constrained")
-image_grid(fig, [
-    [{"image": results[names[0]]["truth"], "title": "truth"}]
-    + [{"image": final(n), "title": f"{labels[n]}\n{by[n]['psnr']:.1f} dB"} for n in names],
-    [None] + [{"image": errs[n], "title": "error", "cmap": "magma", "vmin": 0, "vmax": vmax} for n in names],
-], colorbar_rows=[1])
+reconstruction_grid(fig, results[names[0]]["truth"], [(final(n), f"{labels[n]}\n{by[n]['psnr']:.1f} dB") for n in names],
+                    vmax=vmax)
 show_figure(fig)
 
 # %% [markdown]

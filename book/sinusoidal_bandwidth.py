@@ -83,27 +83,41 @@ photo_epochs = None    # Adam epochs on the photo
 target_psnr = 25.0     # dB: time to reach it
 
 # %% tags=["hide-input"]
+# Each parameter's type, range and value by profile (a None above: this profile's value), checked before anything runs.
+from inrlib.book.params import COMMON, ListOf, Param, resolve
+
+schema = {**COMMON,
+          "width": Param(int, min=1, smoke=64, quick=256, paper=1024),
+          "depth": Param(int, min=1),
+          "n_grid": Param(int, min=2, smoke=32, quick=128, paper=256),
+          "widths": Param(ListOf(int), min=1, smoke=[16, 64], quick=[32, 128, 512, 2048],
+                          paper=[64, 256, 1024, 4096, 16384]),
+          "ws": Param(ListOf(float), min=0, exclusive=True, smoke=[2.0, 8.0], quick=[1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
+                      paper=[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+          "frequencies": Param(ListOf(float), min=0, exclusive=True, smoke=[3.0], quick=[2.0, 4.0, 8.0],
+                               paper=[2.0, 4.0, 8.0, 16.0]),
+          "fit_epochs": Param(int, min=1, smoke=20, quick=300, paper=2000),
+          "image": Param(str),
+          "side": Param(int, min=2, smoke=12, quick=32, paper=128),
+          "photo_epochs": Param(int, min=1, smoke=5, quick=200, paper=1000),
+          "target_psnr": Param(float, min=0, exclusive=True)}
+globals().update(resolve(schema, profile, globals()))
+
+# %% tags=["hide-input"]
 import numpy as np
 import torch
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
-from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, resolve_device
-from inrlib.research.claims import claim, verdict_counts
-from inrlib.ntk import empirical_ntk, rounding_floor, spectrum
-from inrlib.book.plotting import clip_below_floor, image_grid, plot_spectrum
+from inrlib.book import ChapterResults, claims_markdown, markdown_table, resolve_device
+from inrlib.book.plotting import clip_below_floor, figure_png, image_grid, plot_spectrum, show_figure
 from inrlib.book.studies import bandwidth as S
-from inrlib.book.studies.scaling import kendall_tau
-from inrlib.book.widgets import explorer, figure_png, show_figure
+from inrlib.book.studies.common import kendall_tau
+from inrlib.book.widgets import explorer
+from inrlib.models import CoordinateMLP
+from inrlib.ntk import empirical_ntk, rounding_floor, spectrum
+from inrlib.research.claims import claim, verdict_counts
 
-width = width or profile_value(profile, smoke=64, quick=256, paper=1024)
-n_grid = n_grid or profile_value(profile, smoke=32, quick=128, paper=256)
-widths = widths or profile_value(profile, smoke=[16, 64], quick=[32, 128, 512, 2048], paper=[64, 256, 1024, 4096, 16384])
-ws = ws or profile_value(profile, smoke=[2.0, 8.0], quick=[1.0, 2.0, 4.0, 8.0, 16.0, 32.0], paper=[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0])
-frequencies = frequencies or profile_value(profile, smoke=[3.0], quick=[2.0, 4.0, 8.0], paper=[2.0, 4.0, 8.0, 16.0])
-fit_epochs = fit_epochs or profile_value(profile, smoke=20, quick=300, paper=2000)
-side = side or profile_value(profile, smoke=12, quick=32, paper=128)
-photo_epochs = photo_epochs or profile_value(profile, smoke=5, quick=200, paper=1000)
 dev = resolve_device(device)
 run = ChapterResults("sinusoidal_bandwidth", profile=profile, device=device, seed=seed, width=width, depth=depth,
                      n_grid=n_grid, widths=widths, ws=ws, frequencies=frequencies, fit_epochs=fit_epochs, image=image,
@@ -139,7 +153,8 @@ claims.append(claim("001.lemma1", gap, "holds" if gap <= 3 else "fails",
 from inrlib.data import load_image  # noqa: E402
 
 coords, _, _ = load_image(image, side, grayscale=True)
-acts = {k: S.layer_activations(S.sine_net(k, width, depth, dim=2, w=30.0, seed=seed).to(dev), coords.to(dev))
+acts = {k: S.layer_activations(CoordinateMLP.from_config(S.sine_config(k, width, depth, w=30.0), dim=2, seed=seed)
+                               .to(dev), coords.to(dev))
         for k in ("siren", "simple")}
 fig = Figure(figsize=(10, 4.2), layout="constrained")
 axes = fig.subplots(2, depth, sharex="row", sharey="row")
@@ -174,8 +189,9 @@ display(Markdown(markdown_table(act_rows, {"network": "net", "layer": "layer", "
 conv = []
 for n in widths:
     E = S.expected_ntk(x1, w=5.0, width=n)
-    errs = [float((empirical_ntk(S.sine_net("simple", n, 1, w=5.0, seed=seed + s, dtype=torch.float64).to(dev),
-                                 x1.to(dev)).cpu() - E).norm() / E.norm()) for s in range(3)]
+    nets = [CoordinateMLP.from_config(S.sine_config("simple", n, 1, w=5.0), dim=1, seed=seed + s).double().to(dev)
+            for s in range(3)]
+    errs = [float((empirical_ntk(net, x1.to(dev)).cpu() - E).norm() / E.norm()) for net in nets]
     conv.append({"width": n, "error": float(np.mean(errs)), "spread": float(np.std(errs))})
 slope = float(np.polyfit(np.log([c["width"] for c in conv]), np.log([c["error"] for c in conv]), 1)[0]) if len(conv) > 1 else float("nan")
 fig = Figure(figsize=(5.5, 3.6), layout="constrained")
@@ -206,7 +222,8 @@ spacing = 1.0 / (n_grid - 1)
 bw_rows, kernels = [], {}
 for d in (1, 2, 3):
     for w in ws:
-        K = empirical_ntk(S.sine_net("simple", width, d, w=w, seed=seed, dtype=torch.float64).to(dev), x1.to(dev)).cpu().numpy()
+        net = CoordinateMLP.from_config(S.sine_config("simple", width, d, w=w), dim=1, seed=seed).double().to(dev)
+        K = empirical_ntk(net, x1.to(dev)).cpu().numpy()
         m = S.measured_bandwidth(K, spacing)
         bw_rows.append({"depth": d, "w": w, "measured": m["bandwidth"], "predicted": S.predicted_bandwidth(w),
                         "tail": m["tail"], "shift_error": S.shift_invariance_error(K), "nyquist": 0.5 / spacing})

@@ -76,28 +76,40 @@ ntk_depth = 3           # its hidden layers (the public code: 3)
 epochs = None           # Adam epochs of the comparison
 
 # %% tags=["hide-input"]
+# Each parameter's type, range and value by profile (a None above: this profile's value), checked before anything runs.
+from inrlib.book.params import COMMON, Param, resolve
+
+schema = {**COMMON,
+          "tau": Param(int, min=1),
+          "w0": Param(float, min=0, exclusive=True),
+          "width": Param(int, min=1, smoke=32, quick=256, paper=256),
+          "depth": Param(int, min=1, smoke=2, quick=5, paper=5),
+          "draws": Param(int, min=1, smoke=5_000, quick=200_000, paper=1_000_000),
+          "image": Param(str),
+          "side": Param(int, min=2, smoke=8, quick=24, paper=64),
+          "ntk_width": Param(int, min=1, smoke=16, quick=64, paper=256),
+          "ntk_depth": Param(int, min=1),
+          "epochs": Param(int, min=1, smoke=3, quick=300, paper=500)}
+globals().update(resolve(schema, profile, globals()))
+
+# %% tags=["hide-input"]
 import numpy as np
 import torch
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 from scipy import stats
 
-from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, resolve_device, runs_dir
-from inrlib.research.claims import claim, verdict_counts
-from inrlib.data import load_image
-from inrlib.research.sweep import sweep
-from inrlib.book.plotting import clip_below_floor, image_grid, plot_spectrum
-from inrlib.spectra import compare_at
+from inrlib.book import ChapterResults, claims_markdown, markdown_table, resolve_device, runs_dir
+from inrlib.book.plotting import clip_below_floor, figure_png, image_grid, plot_spectrum, show_figure
 from inrlib.book.studies import staf as S
 from inrlib.book.studies.bandwidth import layer_activations
-from inrlib.book.widgets import explorer, figure_png, show_figure
+from inrlib.book.widgets import explorer
+from inrlib.data import load_image
+from inrlib.models import CoordinateMLP
+from inrlib.ntk import compare_at
+from inrlib.research.claims import claim, verdict_counts
+from inrlib.research.sweep import sweep
 
-width = width or profile_value(profile, smoke=32, quick=256, paper=256)
-depth = depth or profile_value(profile, smoke=2, quick=5, paper=5)
-draws = draws or profile_value(profile, smoke=5_000, quick=200_000, paper=1_000_000)
-side = side or profile_value(profile, smoke=8, quick=24, paper=64)
-ntk_width = ntk_width or profile_value(profile, smoke=16, quick=64, paper=256)
-epochs = epochs or profile_value(profile, smoke=3, quick=300, paper=500)
 dev = resolve_device(device)
 run = ChapterResults("staf_init", profile=profile, device=device, seed=seed, tau=tau, w0=w0, width=width, depth=depth,
                      draws=draws, image=image, side=side, ntk_width=ntk_width, ntk_depth=ntk_depth, epochs=epochs)
@@ -147,7 +159,8 @@ display(Markdown(markdown_table([{"init": i, "z": z, **{k: r[k] for k in ("var",
 # %% tags=["hide-input"]
 coords, _, _ = load_image(image, side, grayscale=True)
 layer_nets = {"STAF": "STAF", "STAF (Laplace init)": "STAF (Laplace init)", "SIREN": "SIREN", "simple sine": "simple sine"}
-layer_acts = {lab: layer_activations(S.net(lab, width, depth, tau=tau, w0=w0, seed=seed).to(dev), coords.to(dev))
+layer_acts = {lab: layer_activations(CoordinateMLP.from_config(S.network_config(lab, width, depth, tau=tau, w0=w0),
+                                                               dim=2, seed=seed).to(dev), coords.to(dev))
               for lab in layer_nets}
 ks_rows = []
 for lab, acts in layer_acts.items():
@@ -218,7 +231,8 @@ explorer([("network", list(layer_acts)), ("layer", [str(l + 1) for l in range(de
 # %% tags=["hide-input"]
 kron_rows = []
 for shared in (False, True):
-    m = S.net("STAF", width, 3, tau=tau, w0=w0, seed=seed, dtype=torch.float64, shared=shared)
+    m = CoordinateMLP.from_config(S.network_config("STAF", width, 3, tau=tau, w0=w0, shared=shared), dim=2,
+                                  seed=seed).double()
     layers = S.sine_equivalent(m)
     with torch.no_grad():
         err = float((S.run_equivalent(layers, coords.double()) - m(coords.double())).abs().max())
@@ -250,8 +264,8 @@ claims.append(claim("002.kronecker_equivalence", worst, "holds" if worst < 1e-12
 
 # %% tags=["hide-input"]
 labels = ["STAF", "SIREN", "simple sine", "ReLU + FFE", "ReLU + MPE"]
-tasks = [dict(label=lab, image=image, side=side, width=ntk_width, depth=ntk_depth, epochs=epochs, tau=tau, seed=seed,
-              device=str(dev), name=lab.replace(" ", "_").replace("+", "")) for lab in labels]
+tasks = [dict(label=lab, model=S.network_config(lab, ntk_width, ntk_depth, tau=tau).to_dict(), image=image, side=side,
+              epochs=epochs, seed=seed, device=str(dev), name=lab.replace(" ", "_").replace("+", "")) for lab in labels]
 records = sweep(S.train_and_kernels, tasks, runs_dir("staf_init", profile))
 res = {r["result"]["label"]: r["result"] for r in records}
 colors = {"STAF": "C2", "SIREN": "C0", "simple sine": "C1", "ReLU + FFE": "#08519c", "ReLU + MPE": "#006d2c"}

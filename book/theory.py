@@ -42,24 +42,40 @@ n_points = None        # 1D points of the explorer and the figure grid (None: by
 explorer_width = None  # hidden width of the explorer's networks (None: by profile)
 
 # %%
+# Each parameter's type, range and value by profile (a None above: this profile's value), checked before anything runs.
+from inrlib.book.params import COMMON, Param, resolve
+
+schema = {**COMMON,
+          "side": Param(int, min=2, smoke=8, quick=24, paper=32),
+          "width": Param(int, min=1, smoke=64, quick=512, paper=512),
+          "n_points": Param(int, min=2, smoke=32, quick=128, paper=256),
+          "explorer_width": Param(int, min=1, smoke=32, quick=256, paper=512)}
+globals().update(resolve(schema, profile, globals()))
+
+# %%
 import numpy as np
 import torch
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
 from inrlib.book import ChapterResults, claims_markdown, profile_value, resolve_device, static_page
+from inrlib.book.plotting import show_figure
+from inrlib.book.studies.theory import identity_claims
+from inrlib.book.widgets import explorer_figure, ntk_explorer, theory_static_explorer
 from inrlib.encodings import FourierEncoding, IdentityEncoding, MultigridEncoding
 from inrlib.models import CoordinateMLP
 from inrlib.ntk import empirical_ntk, rounding_floor, spectrum
-from inrlib.book.studies.theory import identity_claims
-from inrlib.research.theory import (bilinear_cell, bilinear_check, embed, embedding_sensitivities, grid_term,
-                           interpolation_matrix, one_hidden_layer_ntk, relative_error)
-from inrlib.book.widgets import explorer_figure, ntk_explorer, show_figure, theory_static_explorer
+from inrlib.research.theory import (
+    bilinear_cell,
+    bilinear_check,
+    embed,
+    embedding_sensitivities,
+    grid_term,
+    interpolation_matrix,
+    one_hidden_layer_ntk,
+    relative_error,
+)
 
-side = side or profile_value(profile, smoke=8, quick=24, paper=32)
-width = width or profile_value(profile, smoke=64, quick=512, paper=512)
-n_points = n_points or profile_value(profile, smoke=32, quick=128, paper=256)
-explorer_width = explorer_width or profile_value(profile, smoke=32, quick=256, paper=512)
 run = ChapterResults("theory", profile=profile, device=device, seed=seed, side=side, width=width,
                      n_points=n_points, explorer_width=explorer_width)
 dev = resolve_device(device)

@@ -70,22 +70,29 @@ batch_size = None      # SGD batch (None: by profile)
 width = None           # hidden width of the two hidden layers (None: by profile)
 
 # %%
+# Each parameter's type, range and value by profile (a None above: this profile's value), checked before anything runs.
+from inrlib.book.params import COMMON, Param, resolve
+
+schema = {**COMMON,
+          "image": Param(str),
+          "resolution": Param(int, min=4, smoke=8, quick=48, paper=128),
+          "epochs": Param(int, min=1, smoke=2, quick=20, paper=300),
+          "lr": Param(float, min=0, exclusive=True, smoke=1.0, quick=10.0, paper=10.0),
+          "batch_size": Param(int, min=1, smoke=16, quick=64, paper=32),
+          "width": Param(int, min=4, smoke=32, quick=256, paper=512)}
+globals().update(resolve(schema, profile, globals()))
+
+# %%
 import numpy as np
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
-from inrlib.book import ChapterResults, claims_markdown, markdown_table, profile_value, progress, resolve_device
+from inrlib.book import ChapterResults, claims_markdown, markdown_table, progress, resolve_device
+from inrlib.book.plotting import clip_below_floor, plot_weyl_panel, plot_weyl_ratio, show_figure
+from inrlib.book.studies.weyl import APPROX_MAX_FRACTION, APPROX_MIN_RATIO, chain_b_verdict, weyl_claims, weyl_study
 from inrlib.data import load_image
-from inrlib.book.plotting import clip_below_floor
-from inrlib.book.studies.weyl import (APPROX_MAX_FRACTION, APPROX_MIN_RATIO, chain_b_verdict, plot_ratio, plot_weyl_panel,
-                                 weyl_claims, weyl_study)
-from inrlib.book.widgets import show_figure
+from inrlib.models import ModelConfig
 
-resolution = resolution or profile_value(profile, smoke=8, quick=48, paper=128)
-epochs = epochs or profile_value(profile, smoke=2, quick=20, paper=300)
-lr = lr or profile_value(profile, smoke=1.0, quick=10.0, paper=10.0)
-batch_size = batch_size or profile_value(profile, smoke=16, quick=64, paper=32)
-width = width or profile_value(profile, smoke=32, quick=256, paper=512)
 run = ChapterResults("weyl_bound", profile=profile, device=device, seed=seed, image=image, resolution=resolution,
                      epochs=epochs, lr=lr, batch_size=batch_size, width=width)
 dev = resolve_device(device)
@@ -94,8 +101,8 @@ print(f"{image}: {shape[0]} x {shape[1]} pixels, N = {coords.shape[0]} points; d
 
 
 def mpe(name, resolutions, k=2, hidden=None, seed_=seed):
-    return dict(name=name, encoding=dict(type="multigrid", resolutions=resolutions, features=k),
-                hidden=hidden or [width, width], seed=seed_)
+    model = ModelConfig(dict(type="multigrid", resolutions=resolutions, features=k), hidden or (width, width))
+    return dict(name=name, model=model.to_dict(), seed=seed_)
 
 
 r = resolution
@@ -112,8 +119,9 @@ else:
     ]
 train = dict(lr=lr, batch_size=batch_size, optimizer="sgd", loss="mse")
 for c in configs:
-    print(f"  {c['name']:<28s} grids {c['encoding']['resolutions']}, k = {c['encoding']['features']}, "
-          f"hidden {c['hidden']}, seed {c['seed']}")
+    m = c["model"]
+    print(f"  {c['name']:<28s} grids {m['encoding']['resolutions']}, k = {m['encoding']['features']}, "
+          f"hidden {m['hidden']}, seed {c['seed']}")
 
 # %% [markdown]
 # ## The study
@@ -202,7 +210,7 @@ display(Markdown(markdown_table(rows, {
 fig = Figure(figsize=(10, 4.8), layout="constrained")
 axes = np.atleast_1d(fig.subplots(1, len(stages), sharey=True))
 for ax, stage in zip(axes, stages):
-    plot_ratio(ax, spectra, names, stage, title=f"{stage} (epoch {study['stage_epochs'][stage]})")
+    plot_weyl_ratio(ax, spectra, names, stage, title=f"{stage} (epoch {study['stage_epochs'][stage]})")
 axes[0].set_ylabel("$\\lambda_i(K_{MPE}) \\,/\\, \\lambda_i(K_{MLP})$")
 fig.legend(*axes[-1].get_legend_handles_labels(), loc="outside lower center", ncol=4, fontsize=8)
 show_figure(fig)

@@ -16,12 +16,13 @@ interpolation matrix ``S`` (paper 000, Eq. 11-13).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .coords import check_coords, coords_validated
+from .ntk import terms as ntk_terms
 
 __all__ = [
     "check_coords",
@@ -85,6 +86,8 @@ class GaussianFourierEncoding(nn.Module):
     ``seed``) and kept fixed (a buffer, not a parameter). Output width ``2 * features (+ dim)``.
     """
 
+    B: Tensor          # (features, dim) frequencies, a buffer
+
     def __init__(self, dim: int, features: int, sigma: float, include_input: bool = False, *,
                  seed: int = 0, clamp: bool = False):
         super().__init__()
@@ -141,6 +144,9 @@ class _GridEncoding(nn.Module):
     ``2^d`` surrounding nodes' values; levels are concatenated, then ``x`` (paper 000, Eq. 3).
     Subclasses define :meth:`_slot` (node to table row).
     """
+
+    tables: nn.ParameterList   # one (rows, k) table per level
+    _corners: Tensor           # (2^d, d) corner offsets, a buffer
 
     ntk_group = "grid"
 
@@ -210,14 +216,13 @@ class _GridEncoding(nn.Module):
 
     def ntk_gram(self, saved_a, grad_a: Tensor, saved_b, grad_b: Tensor) -> dict[str, Tensor]:
         """Per-level kernel ``sum_c (E_a,c E_b,c^T) * (S_a S_b^T)``; ``grad_*`` are ``(N, C, out_features)``."""
-        from .ntk import interpolation_gram  # local import: ntk imports no model code
         out = {}
         for level, ((rows_a, w_a), (rows_b, w_b)) in enumerate(zip(saved_a, saved_b)):
             sl = self.level_slice(level)
             ea = grad_a[:, :, sl].reshape(grad_a.shape[0], -1)
             eb = grad_b[:, :, sl].reshape(grad_b.shape[0], -1)
-            out[f"level{level}"] = interpolation_gram(rows_a, w_a.to(ea.dtype), ea, rows_b, w_b.to(eb.dtype), eb,
-                                                      n_rows=self.tables[level].shape[0])
+            out[f"level{level}"] = ntk_terms.interpolation_gram(rows_a, w_a.to(ea.dtype), ea, rows_b, w_b.to(eb.dtype),
+                                                                eb, n_rows=self.tables[level].shape[0])
         return out
 
 
@@ -249,7 +254,7 @@ class MultigridEncoding(_GridEncoding):
                  max_resolution: int | None = None, levels: int | None = None, spacing: str = "log",
                  clamp: bool = False):
         if resolutions is None:
-            if None in (min_resolution, max_resolution, levels):
+            if min_resolution is None or max_resolution is None or levels is None:
                 raise ValueError("MultigridEncoding needs either resolutions=[...] or all of "
                                  "min_resolution, max_resolution and levels")
             resolutions = grid_resolutions(min_resolution, max_resolution, levels, spacing)
@@ -288,6 +293,8 @@ class HashGridEncoding(_GridEncoding):
     so distinct nodes may share a row (collisions; the gradients add up). Values start as
     ``U(-init_scale, init_scale)`` (instant-ngp uses 1e-4).
     """
+
+    _primes: Tensor            # (d,) the spatial hash's primes, a buffer
 
     PRIMES = (1, 2654435761, 805459861)
 

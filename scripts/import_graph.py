@@ -27,7 +27,7 @@ LAYER_OF = {
     "inrlib.ntk.terms": "base",
     "inrlib.encodings": "model", "inrlib.layers": "model", "inrlib.models": "model",
     "inrlib.ntk": "engines", "inrlib.train": "engines", "inrlib.metrics": "engines", "inrlib.render": "engines",
-    "inrlib.spectra": "engines",
+    "inrlib.spectra": "engines", "inrlib.fused": "engines",
     "inrlib.data": "data",
     "inrlib.research": "research", "inrlib.experiments": "research", "inrlib.claims": "research",
     "inrlib.theory": "research",

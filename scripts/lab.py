@@ -14,7 +14,10 @@ environment, see ``make venv``):
   ``defaultViewers`` makes "Jupytext Notebook" the viewer of Python files); saving writes the
   py:percent text only: no outputs go into the source and no ``.ipynb`` is written beside it;
 - checkpoints, lab settings, workspaces and the server's runtime files live under
-  ``_build/lab/`` (not beside the chapters, not in your home folder);
+  ``_build/lab/`` (not beside the chapters, not in your home folder); the token is a secret (it
+  opens a Python kernel running as you), so ``_build/lab/`` and its ``runtime/`` folder are
+  private (0700) and the files holding it (the config, the log, the runtime's ``jpserver-*``
+  files) are 0600; the token is never on a command line, which every user can read;
 - the kernel writes the chapters' results to ``_build/lab/results/<profile>``, apart from the book
   build's ``_build/results``, so numbers from a live session with changed parameters never reach
   the built book or the reproduction table; finished training runs under ``_build/runs`` are reused;
@@ -36,8 +39,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,8 +68,31 @@ def _port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def _private_dir(path: Path) -> Path:
+    """``path`` created if missing, readable by its owner only (0700, also if it existed)."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def _open_private(path: Path, mode: str = "w"):
+    """``open(path, mode)`` with the file readable by its owner only (0600, also if it existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, mode)
+
+
+def _privatize(folder: Path) -> None:
+    """Make the files jupyter wrote in ``folder`` 0600 (``jpserver-*-open.html`` holds the token and
+    is written 0644; the folder, 0700, already hides it)."""
+    for path in folder.iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.chmod(path.stat().st_mode & 0o700)
+
+
 def prepare(root: Path, state: Path) -> dict[str, str]:
-    """Create ``state``'s folders and lab settings; return the server's environment."""
+    """Create ``state``'s folders (``state`` and ``runtime/`` private, 0700) and lab settings;
+    return the server's environment."""
     import importlib.util
     missing = [m for m in ("jupyterlab", "jupytext", "ipywidgets", "jupyterlab_widgets")
                if importlib.util.find_spec(m) is None]
@@ -79,14 +105,16 @@ def prepare(root: Path, state: Path) -> dict[str, str]:
     except NoSuchKernel:
         raise LabError("the 'inrlib' Jupyter kernel is not installed; run `make venv` (it runs "
                        "python -m ipykernel install --sys-prefix --name inrlib)") from None
+    _private_dir(state)
     settings = state / "user-settings"
     for rel, value in USER_SETTINGS.items():
         path = settings / rel
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(value, indent=2) + "\n")
-    for sub in ("workspaces", "runtime", "checkpoints", "results"):
+    for sub in ("workspaces", "checkpoints", "results"):
         (state / sub).mkdir(parents=True, exist_ok=True)
+    _private_dir(state / "runtime")          # jupyter's server info, browser-open file, kernel keys
     # the book pipeline's variables would make explorers static and results land in the book's folder
     env = {k: v for k, v in os.environ.items() if k not in ("INRLIB_STATIC_PAGE", "INRLIB_RESULTS_DIR")}
     env.update({
@@ -101,7 +129,8 @@ def prepare(root: Path, state: Path) -> dict[str, str]:
 
 
 def server_command(root: Path, state: Path, port: int, token: str, *, expose_app: bool = False) -> list[str]:
-    """The ``jupyter lab`` command line (a config file under ``state`` holds the settings)."""
+    """The ``jupyter lab`` command line (a config file under ``state``, 0600, holds the settings and
+    the token)."""
     config = {
         "ServerApp": {"ip": "127.0.0.1", "port": port, "port_retries": 0, "open_browser": False,
                       "root_dir": str(root), "terminals_enabled": False,
@@ -112,7 +141,8 @@ def server_command(root: Path, state: Path, port: int, token: str, *, expose_app
                    "extension_manager": "readonly", "expose_app_in_browser": bool(expose_app)},
     }
     path = state / "jupyter_lab_config.json"
-    path.write_text(json.dumps(config, indent=2) + "\n")
+    with _open_private(path) as fh:
+        fh.write(json.dumps(config, indent=2) + "\n")
     return [sys.executable, "-m", "jupyterlab", f"--config={path}"]
 
 
@@ -162,11 +192,12 @@ def lab_server(root: Path = ROOT, *, port: int | None = None, state: Path | None
         raise LabError(f"port {port} is in use on 127.0.0.1; pass another (--port N, or make lab PORT=N)")
     token = secrets.token_hex(24)
     log = state / "server.log"
-    with open(log, "w") as fh:
+    with _open_private(log) as fh:           # the server logs its URL, token included
         proc = subprocess.Popen(server_command(root, state, port, token, expose_app=expose_app), cwd=root, env=env,
                                 stdout=fh if quiet else None, stderr=subprocess.STDOUT if quiet else None)
     try:
         _wait_up(proc, port, token, timeout, log)
+        _privatize(state / "runtime")
         yield {"url": f"http://127.0.0.1:{port}/lab?token={token}", "port": port, "token": token, "proc": proc,
                "state": state, "log": log}
     finally:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Mutation testing of one inrlib module (or several) with mutmut, in a scratch copy of the repository.
 
-    python scripts/mutants.py inrlib/spectra.py --tests tests/test_claims.py
-    make mutants MODULE=inrlib/spectra.py TESTS=tests/test_claims.py
+    python scripts/mutants.py inrlib/ntk/spectra.py --tests tests/ntk/test_spectra.py
+    make mutants MODULE=inrlib/ntk/spectra.py TESTS=tests/ntk/test_spectra.py
 
 mutmut plants small changes (a ``<`` for a ``<=``, a constant off by one, a deleted call, ...) in the
 module one at a time and runs the tests against each: a mutant the tests do not notice *survives*.
@@ -11,9 +11,13 @@ reaches count as survived, mutants of a run stopped early are "not run" and left
 happens in a temporary copy of the tracked files (mutmut writes a ``mutants/`` folder and its own
 configuration), so the repository stays clean. Not part of CI: it
 runs the named tests once per mutant, minutes to hours per module on 2 cores. Prints the score per
-module and writes ``<module>.json`` (``data.meshes.json`` for ``inrlib/data/meshes.py``) (the counts and the surviving mutants) under ``--out`` (default ``docs/mutants``, tracked).
+module and writes ``<module>.json`` (``data.meshes.json`` for ``inrlib/data/meshes.py``: the counts and the
+surviving mutants) under ``--out`` (default ``docs/mutants``, tracked).
 
     python scripts/mutants.py --report     # the scores recorded under --out, as a Markdown table
+
+``--report`` prints the table and writes it into ``docs/testing.md`` (``--doc``) between the lines
+``<!-- mutants:begin -->`` and ``<!-- mutants:end -->``; the text around them stays as it is.
 
 A module whose full run takes hours can be finished by sampling: ``--work DIR --sample 120`` tests 120
 mutants drawn at random (``--seed``) from those the run in DIR has not tested yet, and the record
@@ -96,10 +100,32 @@ def report(out: Path) -> str:
     return "\n".join(rows)
 
 
+BEGIN, END = "<!-- mutants:begin -->", "<!-- mutants:end -->"
+
+
+def write_report(doc: Path, table: str) -> Path:
+    """Put ``table`` between the marker lines :data:`BEGIN` and :data:`END` of ``doc``, atomically.
+
+    Whatever was between the markers is replaced; the text before and after them is kept byte for
+    byte. A file without exactly one pair of markers, in that order, is refused (nothing written)."""
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else None
+    if text is None or text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise ValueError(f"{doc} needs one line {BEGIN} followed by one line {END} where the mutation table "
+                         "goes; add the two lines there (the text around them is kept), or pass --doc FILE")
+    head, rest = text.split(BEGIN)
+    tail = rest.split(END)[1]
+    from inrlib.io import atomic_write
+
+    return atomic_write(doc, f"{head}{BEGIN}\n{table}\n{END}{tail}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("modules", nargs="*", help="files under inrlib/ to mutate, e.g. inrlib/spectra.py")
-    ap.add_argument("--report", action="store_true", help="print the recorded scores as a Markdown table")
+    ap.add_argument("modules", nargs="*", help="files under inrlib/ to mutate, e.g. inrlib/ntk/spectra.py")
+    ap.add_argument("--report", action="store_true",
+                    help="print the recorded scores as a Markdown table and write it into --doc")
+    ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "testing.md",
+                    help=f"the file whose lines {BEGIN} ... {END} receive --report's table (default docs/testing.md)")
     ap.add_argument("--tests", nargs="+", default=["tests"], help="pytest paths or node ids that should kill the mutants")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "mutants")
@@ -129,13 +155,20 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--sample N (N >= 1) draws from the untested mutants of an earlier run: give its --work folder, "
                  "without --rerun-survivors")
     if args.report:
-        print(report(args.out))
+        table = report(args.out)
+        print(table)
+        try:
+            write_report(args.doc, table)
+        except ValueError as err:
+            print(f"mutants: {err}", file=sys.stderr)
+            return 2
+        print(f"mutants: the table is in {args.doc}", file=sys.stderr)
         return 0
     if not args.modules:
-        ap.error("name at least one module, e.g. inrlib/spectra.py (or pass --report)")
+        ap.error("name at least one module, e.g. inrlib/ntk/spectra.py (or pass --report)")
     for m in args.modules:
         if not (ROOT / m).is_file() or not m.startswith("inrlib/") or not m.endswith(".py"):
-            print(f"mutants: {m} is not a module file under inrlib/ (e.g. inrlib/spectra.py)", file=sys.stderr)
+            print(f"mutants: {m} is not a module file under inrlib/ (e.g. inrlib/ntk/spectra.py)", file=sys.stderr)
             return 2
     if shutil.which("mutmut", path=str(Path(sys.executable).parent)) is None:
         print("mutants: mutmut is not installed in this environment; pip install 'mutmut==3.8.1' "

@@ -16,8 +16,8 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from inrlib.io import atomic_write  # noqa: E402
 from inrlib.book.widgets import explorer_state, figure_png  # noqa: E402
+from inrlib.io import atomic_write  # noqa: E402
 
 SETTINGS = [("no encoding", dict(encoding="none"), "C3"),
             ("Fourier features, L = 6", dict(encoding="fourier", fourier_levels=6), "C0"),

@@ -16,7 +16,9 @@ error). What the chapter displays goes to ``OUT`` instead of a notebook:
 - ``OUT/results/``: the chapter's results JSON (``INRLIB_RESULTS_DIR``).
 
 The explorers (ipywidgets) are not built: each is replaced by a line in the report, and so
-costs nothing. ``--memory-fraction F`` caps this process at ``F`` of the GPU
+costs nothing. Each cell's end is a line on stderr; inside training and sweeps a line every 30 s
+says how far they are and the time left (``INRLIB_PROGRESS=log``; set it to ``0`` for none, or to
+``log:SECONDS``). ``--memory-fraction F`` caps this process at ``F`` of the GPU
 (``torch.cuda.set_per_process_memory_fraction``; the NTK engine sizes its work to the cap), for
 chapters that share one card. Exit status 1 when a cell raises, 130 when interrupted (SIGINT, e.g.
 ``timeout -s INT``); the traceback is in the report either way.
@@ -204,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
 
         if torch.cuda.is_available():
             torch.cuda.set_per_process_memory_fraction(fraction)
-    env = {"INRLIB_RESULTS_DIR": str(out / "results"), "INRLIB_PROGRESS": os.environ.get("INRLIB_PROGRESS", "0"),
+    # progress as plain lines with the time left on stderr (INRLIB_PROGRESS=0 silences them)
+    env = {"INRLIB_RESULTS_DIR": str(out / "results"), "INRLIB_PROGRESS": os.environ.get("INRLIB_PROGRESS", "log"),
            "MPLBACKEND": os.environ.get("MPLBACKEND", "Agg")}
     saved_env = {k: os.environ.get(k) for k in env}
     cwd = os.getcwd()
@@ -237,6 +240,8 @@ def _run_cells(src: Path, cells: list[dict[str, Any]], params: dict[str, Any], o
         if "parameters" in cell["tags"]:
             source += "".join(f"\n{name} = {value!r}" for name, value in params.items())
         t0 = time.perf_counter()
+        print(f"{src.stem}: cell {index + 1}/{len(code)} (line {cell['line']}) running "
+              f"({(t0 - start) / 60:.1f} min elapsed)", file=sys.stderr, flush=True)
         entry = {"cell": index, "line": cell["line"], "seconds": None, "status": "running"}
         log.append(entry)
         (out / "cells.json").write_text(json.dumps(log, indent=1))

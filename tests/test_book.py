@@ -123,13 +123,6 @@ def test_toc_entries_and_missing_source(tmp_path):
         bookpipe.toc_chapters(toc)
 
 
-def test_filter_toc_drops_entries_and_empty_parts():
-    toc = {"root": "a", "parts": [{"caption": "P", "chapters": [{"file": "b"}, {"file": "c", "sections": [{"file": "d"}]}]},
-                                  {"caption": "Q", "chapters": [{"file": "e"}]}]}
-    out = bookpipe._filter_toc(toc, {"a", "c"})
-    assert out == {"root": "a", "parts": [{"caption": "P", "chapters": [{"file": "c"}]}]}
-
-
 def test_parameters_cell_is_required_and_unknown_parameters_rejected(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text('# %%\nprofile = "quick"\n')
@@ -283,8 +276,8 @@ def toc_build(tmp_path_factory):
 #: A chapter added to the toc without an entry here fails: state what its page must have.
 def _reproduction_complete(n):
     """The reproduction table covers every paper value, from every chapter, with no problem."""
-    from inrlib.research.claims import PAPER_VALUES
     from inrlib.book.studies.reproduction import covers, toc_chapters
+    from inrlib.research.claims import PAPER_VALUES
     ids = list(n["verdicts"])
     return (n["problems"] == [] and n["missing"] == [] and n["n_claims"] == len(ids)
             and all(any(covers(i, p) for i in ids) for p in PAPER_VALUES)

@@ -1,12 +1,18 @@
-"""The papers' values (inrlib.research.claims) and reading spectra against the floor (inrlib.spectra)."""
-import math
-
+"""The papers' values and the claim records (inrlib.research.claims, inrlib.research.papers); reading spectra
+against the floor is tested in tests/ntk/test_spectra.py."""
 import numpy as np
 import pytest
 
-from inrlib.research.claims import (CLAIM_FIELDS, PAPER_VALUES, VERDICTS, check_claims, claim, paper_value,
-                           verdict_counts, verdict_from_difference)
-from inrlib.spectra import compare_at, log10_ratio, mean_log_spectrum, percentile_eigenvalue, resolved_fraction
+from inrlib.research.claims import (
+    CLAIM_FIELDS,
+    PAPER_VALUES,
+    VERDICTS,
+    check_claims,
+    claim,
+    paper_value,
+    verdict_counts,
+    verdict_from_difference,
+)
 
 
 def test_paper_values_are_the_papers():
@@ -60,49 +66,6 @@ def test_verdict_from_difference_boundaries():
     assert verdict_from_difference(38.4, 41.5, 1, 3) == "differs"
     assert verdict_from_difference(float("nan"), 1, 1, 3) == "not tested"
     assert verdict_from_difference(None, 1, 1, 3) == "not tested"
-
-
-def test_spectrum_comparisons_against_the_floor():
-    a = np.array([10.0, 1.0, 1e-3])
-    b = np.array([10.0, 1e-2, 1e-9])
-    assert percentile_eigenvalue(a, 0) == 1e-3 and percentile_eigenvalue(a, 50) == 1.0
-    with pytest.raises(ValueError, match="percentile"):
-        percentile_eigenvalue(a, 120)
-    exact = compare_at(a, 1e-12, b, 1e-12, 0)
-    assert exact["kind"] == "exact" and exact["value"] == pytest.approx(6.0)
-    low = compare_at(a, 1e-12, b, 1e-6, 0)                      # b's minimum is noise: at least 3 orders
-    assert low["kind"] == "lower bound" and low["value"] == pytest.approx(3.0)
-    up = compare_at(b, 1e-6, a, 1e-12, 0)
-    assert up["kind"] == "upper bound" and up["value"] == pytest.approx(-3.0)
-    assert compare_at(b, 1e-6, b, 1e-6, 0)["kind"] == "noise" and math.isnan(compare_at(b, 1e-6, b, 1e-6, 0)["value"])
-    assert compare_at(a, 0, b, 0, 50)["value"] == pytest.approx(2.0)
-    assert log10_ratio(1, 0) != log10_ratio(1, 0) and log10_ratio(100, 1) == pytest.approx(2)
-    assert mean_log_spectrum(a, 1e-12) == pytest.approx(np.mean([1, 0, -3]))
-    assert mean_log_spectrum(a, 1e-12, mask=np.array([True, True, False])) == pytest.approx(0.5)
-    assert resolved_fraction(b, 1e-6) == pytest.approx(2 / 3)
-
-
-def test_spectrum_helpers_at_their_boundaries():
-    """Edges the comparisons must get right: an eigenvalue exactly at its floor is noise, q = 100 is a
-    percentile, an empty selection is NaN, and a mask narrows the floor's selection, never widens it."""
-    ev = np.array([4.0, 2.0, 1.0])
-    assert percentile_eigenvalue(ev, 100) == 4.0 and percentile_eigenvalue(ev, 0) == 1.0
-    with pytest.raises(ValueError):
-        percentile_eigenvalue(ev, 100.5)
-    with pytest.raises(ValueError):
-        percentile_eigenvalue(ev, -0.5)
-    assert math.isnan(log10_ratio(0.0, 1.0)) and math.isnan(log10_ratio(1.0, 0.0))
-    at_floor = compare_at(np.array([1.0]), 1.0, np.array([10.0]), 1e-9, 0)      # A exactly at its floor
-    assert at_floor == {"value": pytest.approx(-1.0), "kind": "upper bound", "a": 1.0, "b": 10.0,
-                        "a_below_floor": True, "b_below_floor": False}
-    b_floor = compare_at(np.array([10.0]), 1e-9, np.array([1.0]), 1.0, 0)
-    assert b_floor["kind"] == "lower bound" and b_floor["b_below_floor"] and not b_floor["a_below_floor"]
-    assert mean_log_spectrum(np.array([100.0, 1.0]), 1.0) == pytest.approx(2.0)          # 1.0 is at the floor
-    assert mean_log_spectrum(np.array([100.0, 10.0, 0.1]), 1.0, mask=np.array([False, True, True])) == pytest.approx(1.0)
-    assert math.isnan(mean_log_spectrum(np.array([0.5, 0.1]), 1.0))
-    assert math.isnan(mean_log_spectrum(np.array([100.0]), 1.0, mask=np.array([False])))
-    assert resolved_fraction(np.array([2.0, 1.0]), 1.0) == 0.5
-    assert math.isnan(resolved_fraction(np.array([]), 1.0))
 
 
 def test_claim_options_and_messages_name_the_claim():
@@ -171,34 +134,3 @@ def test_add_builds_one_entry_and_refuses_a_duplicate(monkeypatch):
                       "quote": "the words"}}
     with pytest.raises(ValueError, match=r"^duplicate paper value id '000\.fig9\.x'$"):
         C._add("000.fig9.x", "elsewhere", "again")
-
-
-def test_mean_resampled_is_the_log_mean_of_clipped_resampled_spectra():
-    """Two spectra of 3 values resampled to 5 (log10-linear): by hand, then the mean, percentiles and floor."""
-    from inrlib.spectra import mean_resampled
-    a = ([100.0, 10.0, 1.0], 0.0)                 # log10: 2, 1, 0 -> 2, 1.5, 1, 0.5, 0
-    b = ([1000.0, 1.0, 0.0], 0.1)                 # the 0 is clipped to the smallest positive, 1: 3, 0, 0
-    r = mean_resampled([a, b], length=5)
-    la = np.array([2, 1.5, 1, 0.5, 0])
-    lb = np.array([3, 1.5, 0, 0, 0])
-    np.testing.assert_allclose(np.log10(r["mean"]), (la + lb) / 2, atol=1e-12)
-    mn, mx = np.minimum(la, lb), np.maximum(la, lb)             # percentiles of two values interpolate
-    np.testing.assert_allclose(np.log10(r["lo"]), mn + 0.1 * (mx - mn), atol=1e-12)
-    np.testing.assert_allclose(np.log10(r["hi"]), mn + 0.9 * (mx - mn), atol=1e-12)
-    assert r["n"] == 2 and r["floor"] == pytest.approx(10 ** ((math.log10(1.0) + math.log10(1.0)) / 2))
-    r2 = mean_resampled([([100.0, 10.0, 1e-3], 0.5)], length=3)   # a floor above the smallest value clips to it
-    np.testing.assert_allclose(np.log10(r2["mean"]), [2, 1, math.log10(0.5)], atol=1e-12)
-    assert r2["floor"] == pytest.approx(0.5) and mean_resampled([]) is None
-    assert mean_resampled([([3.0, 1.0], 0.0)])["mean"].shape == (8000,)
-
-
-def test_ordered_fraction_counts_resolved_and_strictly_ordered_indices():
-    from inrlib.spectra import ordered_fraction
-    curves = {"mpe": {"mean": np.array([9.0, 8, 7, 6]), "floor": 1.0},
-              "ffe": {"mean": np.array([5.0, 8, 2, 0.5]), "floor": 1.0},
-              "base": {"mean": np.array([4.0, 3, 2, 0.1]), "floor": 1.0}}
-    r = ordered_fraction(curves, ["mpe", "ffe", "base"])
-    # resolved: index 0, 1, 2 (index 3 below the floor); ordered: 0 and 3 (8 = 8 and 2 = 2 are ties)
-    assert r == {"resolved": 0.75, "ordered_resolved": pytest.approx(1 / 3), "ordered_all": 0.5}
-    low = ordered_fraction({k: {**v, "floor": 100.0} for k, v in curves.items()}, ["mpe", "ffe", "base"])
-    assert low["resolved"] == 0.0 and math.isnan(low["ordered_resolved"]) and low["ordered_all"] == 0.5

@@ -191,9 +191,10 @@ def test_coordinate_checks_keep_their_shape_rules_without_values():
 def test_value_reading_entry_points_match_the_cpu_on_a_real_device():
     """Spectra, Lanczos, interlacing bounds, Weyl, training, the metrics and the data loaders (on the CPU
     when no real device is named: there they check that these tests themselves work)."""
+    import trimesh
+
     from inrlib.data import load_image, occupancy_samples
     from inrlib.data.meshes import winding_number
-    import trimesh
 
     model = make("multigrid")
     x = points(64, 2)
@@ -331,7 +332,7 @@ def test_the_kernel_reads_a_fixed_number_of_values_whatever_n():
     model = make("multigrid")
     counts = {n: reads(ntk.empirical_ntk, model, points(n, 2), groups=True) for n in (40, 700)}
     assert counts[40] == counts[700]
-    assert len(counts[700]) <= 2
+    assert len(counts[700]) <= 3          # incl. the one read of the finite-parameter check at entry
     assert reads(ntk.spectrum, ntk.empirical_ntk(model, points(40, 2))) == \
         reads(ntk.spectrum, ntk.empirical_ntk(model, points(300, 2)))
 

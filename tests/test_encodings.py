@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from inrlib.encodings import (FourierEncoding, GaussianFourierEncoding, HashGridEncoding, IdentityEncoding,
-                              MultigridEncoding, grid_resolutions)
+from inrlib.encodings import (
+    FourierEncoding,
+    GaussianFourierEncoding,
+    HashGridEncoding,
+    IdentityEncoding,
+    MultigridEncoding,
+    grid_resolutions,
+)
 
 
 def naive_grid_features(x, resolution, table, slot):

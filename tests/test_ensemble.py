@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from inrlib.models import ModelConfig
 from inrlib.research.experiments import RunConfig, build_model
 from inrlib.train import CallbackError, fit, fit_ensemble
 
@@ -21,8 +22,8 @@ ENCODINGS = {
 }
 
 
-def members(encoding: str, m: int, dtype=torch.float64, out: int = 1, **config) -> list[torch.nn.Module]:
-    cfg = RunConfig(name=encoding, encoding=ENCODINGS[encoding], hidden=(16, 16), **config)
+def members(encoding: str, m: int, dtype=torch.float64, out: int = 1, **model) -> list[torch.nn.Module]:
+    cfg = RunConfig(name=encoding, model=ModelConfig(ENCODINGS[encoding], (16, 16), **model))
     return [build_model(cfg, 2, out, seed=10 + i).to(dtype) for i in range(m)]
 
 
@@ -56,8 +57,8 @@ def test_members_follow_their_fit_trajectories(encoding, optimizer, lr):
         h = fit(alone[m], coords[m], targets[m], epochs=4, lr=lr, batch_size=10, optimizer=optimizer,
                 seed=5 + m, progress=False)
         assert_same_run(models[m], hists[m], alone[m], h)
-        assert hists[m].config["ensemble"] == {"members": 3, "member": m}
-        assert hists[m].config["seed"] == 5 + m
+        assert hists[m].config["ensemble"] == {"members": 3, "member": m} and hists[m].member == m
+        assert hists[m].config["seed"] == 5 + m and hists[m].diverged_epoch is None
     # members really differ (different weights and data): the test is not comparing one run with itself
     assert hists[0].loss != hists[1].loss
 
@@ -192,6 +193,8 @@ def test_one_member_is_fit_and_reports_divergence_instead_of_raising():
     (bad,) = fit_ensemble(members("ffe", 1), coords[0].double(), targets[0].double() * 1e150, epochs=3, lr=0.1,
                           batch_size=10, progress=False)
     assert bad.stopped.startswith("diverged in epoch") and "lower the learning rate" in bad.message
+    assert bad.stopped == f"diverged in epoch {bad.diverged_epoch}" and bad.diverged_epoch == len(bad.epochs) + 1
+    assert bad.member == 0 and h.member == 0 and ref.member is None          # fit's history is no member's
 
 
 def test_ensemble_refusals_name_the_member():
@@ -270,8 +273,9 @@ def test_stacked_members_with_non_finite_parameters_stop_after_the_loop():
     coords, targets = member_data(2, dtype=torch.float32)
     targets[1] = targets[1] * 1e15            # a finite float32 loss (~1e30); its step (~1e40) overflows
     hists = fit_ensemble(models, coords, targets, epochs=1, lr=1e25, full_eval=False, progress=False)
-    assert hists[0].stopped is None
+    assert hists[0].stopped is None and hists[0].diverged_epoch is None
     assert hists[1].stopped == "diverged in epoch 1" and "the parameters (" in hists[1].message
+    assert hists[1].diverged_epoch == 1 and [h.member for h in hists] == [0, 1]
     bad = [name for name, p in models[1].named_parameters() if not torch.isfinite(p).all()]
     assert len(bad) > 3                                    # the first three are named, then "..."
     assert f"the parameters ({', '.join(bad[:3])}...)" in hists[1].message

@@ -1,17 +1,17 @@
 """The experiments layer: configurations as data, one run with NTK snapshots, the resumable sweep."""
 import concurrent.futures as cf
-import multiprocessing as mp
 
 import numpy as np
 import pytest
 import torch
 
-from inrlib.data import load_image
-from inrlib.research.papers import TABLE2, TABLE3
-from inrlib.research.experiments import RunConfig, build_model, run, run_ensemble
-from inrlib.research.sweep import SweepError, sweep, task_key
-from inrlib.ntk import empirical_ntk, rounding_floor, spectrum
 from inrlib.book.studies.scaling import probe_task
+from inrlib.data import load_image
+from inrlib.encodings import IdentityEncoding
+from inrlib.ntk import empirical_ntk, rounding_floor, spectrum
+from inrlib.research.experiments import RunConfig, build_model, run, run_ensemble
+from inrlib.research.papers import TABLE2, TABLE3
+from inrlib.research.sweep import SweepError, SweepWarning, process_pool, sweep, task_key
 from inrlib.train import fit
 
 
@@ -20,7 +20,8 @@ def test_table3_is_the_papers_table():
     assert list(TABLE3) == ["baseline", "ffe_low", "ffe_mid", "ffe_high", "mpe_coarse", "mpe_fine"]
     for c in TABLE3.values():
         assert (c.lr, c.epochs, c.batch_size, c.hidden, c.optimizer, c.loss) == (100.0, 300, 32, (512, 512), "sgd", "mse")
-        assert c.parameterization == "ntk" and c.activation == "relu" and "Table 3" in c.source
+        assert c.model.options.parameterization == "ntk" and c.model.options.beta == 0.1 and c.activation == "relu"
+        assert c.output_activation is None and c.model.out_features is None and "Table 3" in c.source
     assert [TABLE3[n].encoding["levels"] for n in ("ffe_low", "ffe_mid", "ffe_high")] == [4, 8, 16]
     assert TABLE3["mpe_coarse"].encoding == {"type": "multigrid", "resolutions": [100], "features": 2}
     assert TABLE3["mpe_fine"].encoding == {"type": "multigrid", "resolutions": [200], "features": 2}
@@ -35,7 +36,8 @@ def test_table2_is_the_papers_table():
     assert TABLE2["ffe"].encoding == {"type": "fourier", "levels": 6}
     assert TABLE2["baseline"].encoding == {"type": "identity"}
     for c in TABLE2.values():
-        assert (c.epochs, c.hidden, c.optimizer, c.loss, c.parameterization) == (100, (512, 512), "sgd", "mse", "ntk")
+        assert (c.epochs, c.hidden, c.optimizer, c.loss, c.model.options.parameterization) == (100, (512, 512), "sgd",
+                                                                                               "mse", "ntk")
         assert "Table 2" in c.source
 
 
@@ -48,6 +50,41 @@ def test_run_config_replace_and_round_trip():
         c.replace(learning_rate=1)
     with pytest.raises(ValueError, match="unknown RunConfig fields"):
         RunConfig.from_dict({**c.to_dict(), "momentum": 0.9})
+
+
+def test_run_config_carries_a_model_config_any_activation_and_loads_old_dicts():
+    """The model is a ModelConfig: sine and STAF runs are expressible, the dict is flat JSON (the model's
+    entries beside the training settings), and a dict of the earlier format (a top-level
+    parameterization, no options) loads to the same configuration."""
+    import json
+
+    from inrlib.models import CoordinateMLP, ModelConfig
+    staf = RunConfig(name="staf", model=ModelConfig({"type": "identity"}, (8, 8), "staf", {"tau": 3, "w0": 10.0}),
+                     optimizer="adam", lr=1e-3)
+    d = json.loads(json.dumps(staf.to_dict()))
+    assert d["activation"] == "staf" and d["options"] == {"tau": 3, "w0": 10.0, "shared": False, "init": "normal"}
+    assert [k for k in d][:8] == ["name", "label", "encoding", "hidden", "activation", "options", "output_activation",
+                                  "out_features"] and d["lr"] == 1e-3
+    assert RunConfig.from_dict(d) == staf
+    built = build_model(staf, 2, 1, seed=3)
+    torch.manual_seed(3)
+    want = CoordinateMLP(IdentityEncoding(2), [8, 8], 1, "staf", options={"tau": 3, "w0": 10.0})
+    assert all(torch.equal(p, q) for p, q in zip(built.state_dict().values(), want.state_dict().values()))
+    assert built.mlp[1].tau == 3 and float(built.mlp[1].frequencies.detach().max()) <= 10.0
+    sine = staf.replace(activation="sine", hidden=(4,))          # a new activation starts from its defaults
+    assert sine.model.options.w0 == 30.0 and sine.hidden == (4,) and staf.hidden == (8, 8)
+    with pytest.raises(ValueError, match=r"activation 'sine' has no option\(s\) \['tau'\]"):
+        sine.replace(options={"tau": 2})
+    old = {"name": "mpe_fine", "encoding": {"type": "multigrid", "resolutions": [200], "features": 2},
+           "label": "Fine (MPE)",
+           "hidden": [512, 512], "activation": "relu", "parameterization": "ntk", "output_activation": None,
+           "optimizer": "sgd", "lr": 100.0, "epochs": 300, "batch_size": 32, "loss": "mse",
+           "source": TABLE3["mpe_fine"].source, "note": ""}
+    assert RunConfig.from_dict(old) == TABLE3["mpe_fine"]
+    std = RunConfig.from_dict({**old, "parameterization": "standard"})
+    small_std = std.replace(hidden=(4,), encoding={"resolutions": [5]})
+    assert std.model.options.parameterization == "standard"
+    assert build_model(small_std, 2, 1).mlp[0].parameterization == "standard"
 
 
 def test_build_model_is_seeded():
@@ -149,9 +186,10 @@ def test_sweep_keys_and_bad_tasks(tmp_path):
         sweep(square, [t, dict(t)], tmp_path)
     # a corrupt saved run is recomputed, not trusted
     (rec,) = sweep(square, [t], tmp_path)
-    rec["path"].write_bytes(b"not a pickle")
+    rec["path"].write_bytes(b"not a saved run")
     CALLS.clear()
-    (again,) = sweep(square, [t], tmp_path)
+    with pytest.warns(SweepWarning, match=rf"cannot use the saved run .*{rec['path'].name}.*recomputing it"):
+        (again,) = sweep(square, [t], tmp_path)
     assert CALLS == ["a"] and again["result"] == {"x": 1, "y": 1}
 
 
@@ -174,7 +212,7 @@ def probe_tasks():
 
 def test_sweep_in_a_process_pool_matches_in_process(tmp_path):
     local = sweep(probe_task, probe_tasks(), tmp_path / "local")
-    with cf.ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as ex:
+    with process_pool(2) as ex:
         pooled = sweep(probe_task, probe_tasks(), tmp_path / "pool", executor=ex)
     for a, b in zip(local, pooled):
         assert a["result"]["psnr"] == pytest.approx(b["result"]["psnr"], rel=1e-9)

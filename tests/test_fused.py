@@ -204,3 +204,77 @@ def test_a_fixed_sine_frequency_is_read_from_its_buffer():
     step = fused.for_model(seq, optimizer="sgd", lr=0.1, loss="mse")
     out, _ = step.forward(torch.full((1, 3, 2), 0.25, dtype=torch.float64))
     torch.testing.assert_close(out[0], seq(torch.full((3, 2), 0.25, dtype=torch.float64)), rtol=1e-14, atol=1e-15)
+
+
+# ---------------------------------------------------------------------------------------------- through fit
+from inrlib.train import fit, fit_ensemble  # noqa: E402
+
+
+def _twins(encoding="multigrid", activation="relu", sigmoid=False, seed=0):
+    a = model(encoding, activation, sigmoid=sigmoid, seed=seed)
+    return a, copy.deepcopy(a)
+
+
+@pytest.mark.parametrize("encoding, activation, loss, optimizer", [
+    ("multigrid", "relu", "mse", "sgd"), ("hashgrid", "staf", "mse", "adam"), ("fourier", "sine", "bce", "sgd")])
+def test_fit_auto_takes_the_fused_step_and_records_what_autograd_records(encoding, activation, loss, optimizer):
+    a, b = _twins(encoding, activation, sigmoid=loss == "bce")
+    x, y = data(loss=loss)
+    snaps = {"norm": lambda m, epoch, h: float(sum(p.detach().square().sum() for p in m.parameters()))}
+    kw = dict(epochs=6, lr=0.05 if optimizer == "sgd" else 1e-3, optimizer=optimizer, loss=loss, batch_size=5,
+              callbacks=snaps, snapshot_epochs="all", progress=False, seed=3)
+    ha = fit(a, x, y, **kw)
+    hb = fit(b, x, y, engine="autograd", **kw)
+    assert ha.config["engine"].startswith("fused") and hb.config["engine"] == f"autograd {optimizer}"
+    torch.testing.assert_close(torch.tensor(ha.loss), torch.tensor(hb.loss), rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(torch.tensor(ha.full_loss), torch.tensor(hb.full_loss), rtol=1e-10, atol=1e-14)
+    assert ha.snapshots["norm"].keys() == hb.snapshots["norm"].keys()
+    for e in ha.snapshots["norm"]:
+        assert ha.snapshots["norm"][e] == pytest.approx(hb.snapshots["norm"][e], rel=1e-10)
+    assert_same_parameters(a, b)
+
+
+def test_fit_with_resampling_is_the_same_on_both_engines():
+    a, b = _twins()
+
+    def resample(epoch, gen):
+        xx = torch.rand(17, 2, generator=gen, dtype=torch.float64)
+        return xx, torch.stack([xx.sum(1), xx.prod(1)], 1)
+
+    x, y = data()
+    ha = fit(a, x, y, epochs=4, lr=0.05, batch_size=6, resample=resample, progress=False)
+    hb = fit(b, x, y, epochs=4, lr=0.05, batch_size=6, resample=resample, progress=False, engine="autograd")
+    torch.testing.assert_close(torch.tensor(ha.loss), torch.tensor(hb.loss), rtol=1e-10, atol=1e-14)
+    assert_same_parameters(a, b)
+
+
+def test_fit_ensemble_is_the_same_on_both_engines():
+    pairs = [_twins(seed=s) for s in range(3)]
+    xs, ys = zip(*(data(seed=s) for s in range(3)))
+    kw = dict(epochs=3, lr=0.05, batch_size=7, progress=False)
+    ha = fit_ensemble([p[0] for p in pairs], list(xs), list(ys), **kw)
+    hb = fit_ensemble([p[1] for p in pairs], list(xs), list(ys), engine="autograd", **kw)
+    for m in range(3):
+        assert ha[m].config["engine"].startswith("fused")
+        torch.testing.assert_close(torch.tensor(ha[m].loss), torch.tensor(hb[m].loss), rtol=1e-10, atol=1e-14)
+        assert_same_parameters(pairs[m][0], pairs[m][1])
+
+
+def test_a_users_own_module_trains_through_autograd_and_says_why():
+    torch.manual_seed(0)
+    m = Custom().double()
+    x, y = data(out=1)
+    h = fit(m, x, y, epochs=2, lr=0.1, batch_size=5, progress=False)
+    assert h.config["engine"] == "autograd sgd" and "Custom is not a CoordinateMLP" in h.config["engine_fallback"]
+    assert h.loss[-1] < h.loss[0]
+    with pytest.raises(ValueError, match="engine='fused' cannot train this model: Custom is not .*pass engine='auto'"):
+        fit(Custom().double(), x, y, epochs=1, lr=0.1, progress=False, engine="fused")
+    with pytest.raises(ValueError, match="engine must be one of 'auto', 'fused', 'autograd', got 'fast'"):
+        fit(Custom().double(), x, y, epochs=1, lr=0.1, progress=False, engine="fast")
+
+
+def test_momentum_falls_back_to_autograd():
+    a = model("identity")
+    x, y = data()
+    h = fit(a, x, y, epochs=1, lr=0.05, batch_size=5, progress=False, optimizer_kwargs={"momentum": 0.9})
+    assert h.config["engine"] == "autograd sgd" and "momentum" in h.config["engine_fallback"]

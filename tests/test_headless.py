@@ -72,7 +72,7 @@ def test_percent_cells_reads_kinds_tags_lines_and_drops_the_header():
 
 def _check_run(out: Path, scale: float) -> None:
     report = (out / "report.md").read_text()
-    assert '`{"scale": %r, "profile": "smoke"}`' % scale in report
+    assert f'`{{"scale": {scale!r}, "profile": "smoke"}}`' in report
     assert f"**scale** is {scale}" in report and "<b>bold</b>" in report
     assert "![figure 1](fig-001.png)" in report and (out / "fig-001.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "*(explorer `explorer`: not built in a headless run)*" in report
@@ -101,6 +101,7 @@ def test_without_ipython_or_ipywidgets_a_stand_in_display_is_used(tmp_path):
                           env={"PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg", "INRLIB_PROGRESS": "0"})
     assert done.returncode == 0, done.stderr
     assert "toy: cell 4/4 (line 32) ok" in done.stderr
+    assert "toy: cell 1/4 (line 12) running (0.0 min elapsed)" in done.stderr   # a long cell is seen to start
     _check_run(tmp_path / "out", 0.5)
 
 

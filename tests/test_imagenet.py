@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inrlib.research.papers import TABLE2
-from inrlib.research.experiments import RunConfig
-from inrlib.research.tuning import tune
-from inrlib.ntk import resample_spectrum
 from inrlib.book.studies import imagenet as I
+from inrlib.ntk import resample_spectrum
+from inrlib.research.experiments import RunConfig
+from inrlib.research.papers import TABLE2
+from inrlib.research.tuning import tune
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
@@ -121,7 +121,7 @@ def test_search_space_draws_valid_configs():
 def test_an_interrupted_study_resumes_from_its_sqlite_file(tmp_path):
     """Two trials finish, the third is interrupted; a second call runs only the missing three of five,
     and the first two trials are the ones stored in the file."""
-    base = RunConfig(name="quad", encoding={"type": "identity"}, lr=1.0)
+    base = RunConfig(name="quad", model={"encoding": {"type": "identity"}, "hidden": [4]}, lr=1.0)
     calls = []
 
     def objective(cfg):
@@ -145,7 +145,7 @@ def test_an_interrupted_study_resumes_from_its_sqlite_file(tmp_path):
 
 
 def test_a_diverged_trial_is_pruned(tmp_path):
-    base = RunConfig(name="nan", encoding={"type": "identity"})
+    base = RunConfig(name="nan", model={"encoding": {"type": "identity"}, "hidden": [4]})
     res = tune(lambda cfg: float("nan") if cfg.lr > 1 else 1.0, base,
                lambda t: {"lr": t.suggest_float("lr", 0.1, 10, log=True)}, n_trials=6, storage=tmp_path / "s.db", seed=3)
     states = {t["state"] for t in res["trials"]}
@@ -270,8 +270,9 @@ def test_bundled_photo_labels_ids_bounds_and_the_default_seed():
 
 
 def test_a_local_imagenet_folder_is_sampled_with_the_papers_100_synsets_by_default(monkeypatch):
-    import inrlib.data as D
     from pathlib import Path
+
+    import inrlib.data as D
     calls = []
     monkeypatch.setattr(D, "sample_imagenet", lambda root, n, seed: calls.append((root, n, seed)) or
                         [(Path("/in/n02/x.JPEG"), "n02"), (Path("/in/n07/y.JPEG"), "n07")])
@@ -290,7 +291,7 @@ def test_imagenet_task_measures_the_end_diverges_cleanly_and_keeps_float32_kerne
     ev = r["snapshots"][1]["spectra"]["total"]
     eps32 = float(np.finfo(np.float32).eps)           # a float64 kernel's floor would be 5e8 times lower
     assert r["snapshots"][1]["floors"]["total"] == pytest.approx(64 * eps32 * max(abs(ev[0]), abs(ev[-1])), rel=1e-6)
-    # all 15 x 15 - 8 x 8 between-pixels even when they outnumber image_data's default of 1024 (side 24)
+    # all 15 x 15 - 8 x 8 between-pixels even when they outnumber image_split's default of 1024 (side 24)
     big, = I.imagenet_task("ffe-0", {**tiny("ffe"), "epochs": 1}, paths, 24, [0], ntk_epochs=[1])
     assert big["n_heldout"] == 47 * 47 - 24 * 24
     bad = {**tiny("mpe"), "lr": 1e12}
@@ -309,12 +310,14 @@ def test_imagenet_task_measures_the_end_diverges_cleanly_and_keeps_float32_kerne
 
 def test_ms_ssim_scores_the_prediction_clamped_to_the_unit_range():
     import torch
+
     from inrlib.metrics import ms_ssim
     rng = np.random.default_rng(0)
     truth = rng.random((48, 48, 3)).astype(np.float32)
     pred = (truth + rng.normal(0, 0.4, truth.shape)).astype(np.float32)     # well outside [0, 1] in places
     assert pred.min() < -0.2 and pred.max() > 1.2
-    value, scales = I._ms_ssim(pred, truth)
+    from inrlib.book.studies.common import ms_ssim_clamped
+    value, scales = ms_ssim_clamped(pred, truth)
     ref, ref_scales = ms_ssim(torch.from_numpy(np.clip(pred, 0, 1)).double().permute(2, 0, 1)[None],
                               torch.from_numpy(truth).double().permute(2, 0, 1)[None], return_scales=True)
     assert value == pytest.approx(float(ref), rel=1e-12) and scales == int(ref_scales)
@@ -380,8 +383,9 @@ def test_tune_task_scores_the_final_psnr_of_a_seeded_fit_and_names_its_study(mon
 
 def test_final_prediction_is_float32_on_the_pixels_and_the_heldout_points():
     import torch
-    from inrlib.book.studies.scaling import image_data
-    d = image_data(I.image_list(n_images=1)[0]["path"], 6, heldout=10)
+
+    from inrlib.data import image_split
+    d = image_split(I.image_list(n_images=1)[0]["path"], 6, heldout=10)
     model = torch.nn.Linear(2, 3)
     assert I._FinalPrediction(d)(model, 3, None, False) is None
     out = I._FinalPrediction(d)(model, 3, None, True)

@@ -96,3 +96,42 @@ def test_theory_runs_in_jupyterlab_and_its_explorer_is_live(tmp_path):
     assert info["proc"].poll() is not None
     left = _processes_mentioning(str(state)) + [p for p in _processes_mentioning("jupyterlab") if p.startswith(f"{pid}:")]
     assert not left, f"processes left behind: {left}"
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_the_lab_state_is_private_even_if_an_older_run_left_it_open(tmp_path):
+    state = tmp_path / "lab"
+    (state / "runtime").mkdir(parents=True)
+    for folder in (state, state / "runtime"):
+        folder.chmod(0o755)
+    (state / "jupyter_lab_config.json").write_text("{}")
+    (state / "jupyter_lab_config.json").chmod(0o644)
+    lab.prepare(ROOT, state)
+    lab.server_command(ROOT, state, 8123, "secret-token")
+    assert _mode(state) == 0o700 and _mode(state / "runtime") == 0o700
+    assert _mode(state / "jupyter_lab_config.json") == 0o600
+    assert "secret-token" in (state / "jupyter_lab_config.json").read_text()
+
+
+def test_every_file_and_folder_holding_the_token_is_private_to_its_owner(tmp_path):
+    """The token opens a kernel that runs code as you: the config and jupyter's runtime files
+    (server info, jpserver-*-open.html) hold it; none may be readable by group or others, nor
+    any folder on the way to them; the server's command line (world-readable) does not show it."""
+    state = tmp_path / "lab"
+    with lab.lab_server(ROOT, state=state, timeout=180) as info:
+        token = info["token"]
+        holders = [p for p in state.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
+        names = {p.name for p in holders}
+        assert "jupyter_lab_config.json" in names, names
+        assert _mode(state / "server.log") == 0o600     # jupyter masks the token in its log, but it may not
+        assert any(n.startswith("jpserver-") and n.endswith("-open.html") for n in names), names
+        assert any(n.startswith("jpserver-") and n.endswith(".json") for n in names), names
+        for path in holders:
+            assert _mode(path) & 0o077 == 0, f"{path} is {oct(_mode(path))}, readable by others"
+            for folder in [f for f in path.parents if f == state or state in f.parents]:
+                assert _mode(folder) == 0o700, f"{folder} is {oct(_mode(folder))}, not private (0700)"
+        cmdline = Path(f"/proc/{info['proc'].pid}/cmdline").read_bytes()
+        assert token.encode() not in cmdline

@@ -122,7 +122,7 @@ def test_coordinate_mlp_shapes_and_config():
                                          "out_features": 2, "activation": "sine"})
     assert rebuilt(torch.rand(5, 3)).shape == (5, 2)
     base = CoordinateMLP(MultigridEncoding(2, [8], 2), [16, 16], 1).without_encoding()
-    assert isinstance(base.encoding, IdentityEncoding) and base.config["hidden"] == [16, 16]
+    assert isinstance(base.encoding, IdentityEncoding) and base.config.hidden == (16, 16)
 
 
 def test_coordinate_mlp_bad_arguments():
@@ -234,7 +234,7 @@ def test_coordinate_mlp_builds_the_layers_it_is_asked_for():
             assert [(d.in_features, d.out_features) for d in denses] == [(2, 8), (8, 6), (6, 3)]
             assert all(d.parameterization == par for d in denses)
             assert all(d.b_scale == (0.3 if par == "ntk" else 1.0) for d in denses)
-    siren = CoordinateMLP(enc, [16, 16], 1, "sine", w0=12.0, beta=0.3)
+    siren = CoordinateMLP(enc, [16, 16], 1, "sine", w0=12.0)
     assert [float(s.w0) for s in siren.mlp if isinstance(s, Sine)] == [12.0, 12.0]
     assert all(d.parameterization == "standard" for d in siren.mlp if isinstance(d, Dense))
     simple = CoordinateMLP(enc, [16, 16], 1, "simple_sine", w=7.0, trainable_w=True)
@@ -276,13 +276,17 @@ def test_coordinate_mlp_builds_the_layers_it_is_asked_for():
 
 def test_coordinate_mlp_config_properties_and_counts():
     enc = MultigridEncoding(2, [4], 2)
+    # the old flat keywords: those of the activation reach its options, the others are ignored (as before)
     m = CoordinateMLP(enc, 8, 3, "tanh", parameterization="standard", beta=0.2, w0=3.0, w=2.0, trainable_w=True,
                       tau=4, staf_shared=True, staf_init="laplace", output_activation="sigmoid")
-    assert m.config == {"hidden": [8], "out_features": 3, "activation": "tanh", "parameterization": "standard",
-                        "beta": 0.2, "w0": 3.0, "w": 2.0, "trainable_w": True, "tau": 4, "staf_shared": True,
-                        "staf_init": "laplace", "output_activation": "sigmoid"}
-    assert (m.dim, m.out_features, m.activation, m.parameterization) == (2, 3, "tanh", "standard")
-    assert m.without_encoding().config == m.config and m.without_encoding().dim == 2
+    assert m.config.to_dict() == {
+        "encoding": {"type": "multigrid", "dim": 2, "resolutions": [4], "features": 2, "include_input": True,
+                     "init_std": 0.01},
+        "hidden": [8], "activation": "tanh", "options": {"parameterization": "standard", "beta": 0.2},
+        "output_activation": "sigmoid", "out_features": 3}
+    assert (m.dim, m.out_features, m.activation, m.hidden, m.options.parameterization) == (2, 3, "tanh", (8,),
+                                                                                           "standard")
+    assert m.without_encoding().config == m.config.replace(encoding={"type": "identity", "dim": 2})
     width = 1 * 2 + 2                                          # one level of k = 2 features, then x
     assert m.count_parameters() == {"encoding": 4 * 4 * 2, "mlp": width * 8 + 8 + 8 * 3 + 3,
                                     "total": 32 + width * 8 + 8 + 8 * 3 + 3}
@@ -316,7 +320,7 @@ def test_coordinate_mlp_messages():
     with pytest.raises(TypeError, match=r"^encoding must be an inrlib encoding module \(with \.dim and \.out_features\) "
                                         r"or a config dict, got Linear$"):
         CoordinateMLP(torch.nn.Linear(2, 2), [4], 1)
-    with pytest.raises(ValueError, match=r"^model config needs an 'encoding' entry"):
+    with pytest.raises(ValueError, match=r"^a model config needs \['encoding'\]"):
         CoordinateMLP.from_config({"hidden": [4]})
     with pytest.raises(ValueError, match=r"^encoding type must be one of \['fourier', 'gaussian_fourier', 'hashgrid', "
                                          r"'identity', 'multigrid'\], got None$"):

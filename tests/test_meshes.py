@@ -17,8 +17,8 @@ import torch
 import trimesh
 
 import inrlib.data as data
-from inrlib.data import meshes as meshes_mod
 from inrlib import render as render_mod
+from inrlib.data import meshes as meshes_mod
 
 needs_index = pytest.mark.skipif(os.environ.get("INRLIB_OFFLINE", "") not in ("", "0"),
                                  reason="INRLIB_OFFLINE is set: no package downloads")

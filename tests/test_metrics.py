@@ -10,8 +10,7 @@ import pytorch_msssim
 import torch
 from skimage import data, transform
 
-from inrlib.metrics import MS_SSIM_WEIGHTS, iou, ms_ssim, ms_ssim_scales, psnr, psnr_from_mse
-from inrlib.metrics import _ms_ssim_levels
+from inrlib.metrics import MS_SSIM_WEIGHTS, _ms_ssim_levels, iou, ms_ssim, ms_ssim_scales, psnr, psnr_from_mse
 
 _ssim_module = importlib.import_module("pytorch_msssim.ssim")
 

@@ -68,3 +68,53 @@ def test_refusals_name_the_fix(args, message, capsys):
     except SystemExit as stop:     # argparse's errors
         code = stop.code
     assert code == 2 and message in capsys.readouterr().err
+
+
+def _doc(tmp_path: Path, text: str) -> Path:
+    doc = tmp_path / "testing.md"
+    doc.write_text(text, encoding="utf-8")
+    return doc
+
+
+def test_report_writes_the_table_between_the_markers_and_keeps_the_rest(tmp_path, capsys):
+    records = tmp_path / "records"
+    records.mkdir()
+    _record(records, "ntk", {"total": 100, "killed": 80, "timeout": 5, "survived": 9, "no_tests": 1}, seconds=600)
+    before, after = "# Testing\n\nprose before\n", "\n\nprose after, `code`\n"
+    doc = _doc(tmp_path, f"{before}{M.BEGIN}\n| a stale table |\n{M.END}{after}")
+    assert M.main(["--report", "--out", str(records), "--doc", str(doc)]) == 0
+    table = M.report(records)
+    assert doc.read_text(encoding="utf-8") == f"{before}{M.BEGIN}\n{table}\n{M.END}{after}"
+    assert table in capsys.readouterr().out          # still printed for the terminal
+    # a second report with the same records changes nothing (idempotent)
+    first = doc.read_bytes()
+    assert M.main(["--report", "--out", str(records), "--doc", str(doc)]) == 0
+    assert doc.read_bytes() == first
+
+
+@pytest.mark.parametrize("text", [
+    "no markers at all\n",
+    f"{M.BEGIN}\nonly the first\n",
+    f"{M.END}\nthe end before the begin\n{M.BEGIN}\n",
+    f"{M.BEGIN}\n{M.END}\n{M.BEGIN}\n{M.END}\n",          # two tables: which one?
+])
+def test_report_refuses_a_doc_without_one_pair_of_markers(tmp_path, capsys, text):
+    doc = _doc(tmp_path, text)
+    assert M.main(["--report", "--out", str(tmp_path), "--doc", str(doc)]) == 2
+    err = capsys.readouterr().err
+    assert str(doc) in err and M.BEGIN in err and M.END in err and "add the two lines" in err
+    assert doc.read_text(encoding="utf-8") == text     # nothing written
+
+
+def test_report_refuses_a_missing_doc(tmp_path, capsys):
+    assert M.main(["--report", "--out", str(tmp_path), "--doc", str(tmp_path / "nope.md")]) == 2
+    assert "nope.md needs one line" in capsys.readouterr().err
+
+
+def test_the_tracked_table_is_the_report_of_the_tracked_records():
+    """docs/testing.md holds what `scripts/mutants.py --report` writes from docs/mutants/ (run it after a
+    mutants run, or when this fails)."""
+    text = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    inside = text.split(M.BEGIN)[1].split(M.END)[0]
+    assert inside == f"\n{M.report(ROOT / 'docs' / 'mutants')}\n", \
+        "docs/testing.md's mutation table is stale: run .venv/bin/python scripts/mutants.py --report"

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import trimesh
 import torch
+import trimesh
 
-from inrlib.research.papers import TABLE4, table4
 from inrlib.book.studies import occupancy as O
+from inrlib.research.papers import TABLE4, table4
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
@@ -110,8 +110,8 @@ def test_output_kernel_is_the_logit_kernel_times_the_sigmoid_slopes():
     """Chain rule: K_out(x, x') = s(x) s(x') K_logit(x, x'), s = sigmoid'(z) at the logit z."""
     import torch
 
-    from inrlib.research.experiments import build_model
     from inrlib.ntk import empirical_ntk
+    from inrlib.research.experiments import build_model
     cfg = O.table4_configs("dragon", hidden=(16, 16))[2].replace(encoding={"resolutions": [5]})
     model = build_model(cfg, 3, 1, seed=3).double()
     x = torch.rand(40, 3, dtype=torch.float64)
@@ -152,7 +152,7 @@ def test_summarize_reads_every_field_of_a_run():
 
 
 def test_mean_spectra_averages_the_chosen_kernel_over_the_meshes():
-    from inrlib.spectra import mean_resampled
+    from inrlib.ntk import mean_resampled
     ev1, ev2 = np.logspace(0, -6, 50), np.logspace(1, -4, 50)
     snap = lambda ev, fl: {"spectra": {"total": ev}, "floors": {"total": fl},                     # noqa: E731
                            "measure": {"logit_spectrum": ev * 3, "logit_floor": fl * 3}}
@@ -249,9 +249,9 @@ def test_occupancy_task_draws_its_points_as_documented(sphere_path, tmp_path, mo
     import torch
 
     from inrlib.data import load_mesh, occupancy_samples
-    from inrlib.research.experiments import RunConfig, build_model
     from inrlib.metrics import iou
     from inrlib.ntk import empirical_ntk, spectrum
+    from inrlib.research.experiments import RunConfig, build_model
     monkeypatch.setenv("INRLIB_CACHE", str(tmp_path / "cache"))
     cfg = O.table4_configs("dragon", epochs=2, batch_size=64, hidden=(8, 8))[1]
     seed = 5
@@ -299,9 +299,9 @@ def test_surface_measure_reads_the_logit_kernel_then_the_level_set_chamfer_and_r
     epoch (none without a probe), and at the end the level set in the mesh's box widened by 0.02 and
     clipped to the unit cube, its Chamfer-L1 and face count, and the render from CAMERA."""
     from inrlib.data import load_mesh, occupancy_samples
-    from inrlib.research.experiments import RunConfig, build_model
     from inrlib.ntk import empirical_ntk, rounding_floor, spectrum
     from inrlib.render import chamfer_l1, extract_surface, render
+    from inrlib.research.experiments import RunConfig, build_model
 
     m = load_mesh(slab_path)
     assert m.bounds[0].min() < 0.02 and m.bounds[1].max() > 0.98     # the widened box is clipped on both sides
@@ -348,3 +348,55 @@ def test_occupancy_task_names_its_result_and_reports_the_end(sphere_path):
     # the last measure comes from the end of training although no kernel is taken there
     assert r["final"] == {"iou": {"uniform": r["iou_curve"]["uniform"][-1], "near": r["iou_curve"]["near"][-1]}}
     assert r["iou_curve"]["epochs"] == [0, 2]          # every 5th epoch, and the last
+
+
+@pytest.fixture(scope="module")
+def holed_path(tmp_path_factory):
+    """An icosphere with one triangle removed: not watertight; ``repair=True`` fills the hole."""
+    s = trimesh.creation.icosphere(subdivisions=2, radius=0.4)
+    path = tmp_path_factory.mktemp("mesh") / "holed.ply"
+    trimesh.Trimesh(s.vertices, s.faces[1:], process=False).export(path)
+    return str(path)
+
+
+def test_load_meshes_refuses_a_missing_mesh_unless_asked_to_skip_it(sphere_path, tmp_path, capsys):
+    gone = str(tmp_path / "gone.ply")
+    with pytest.raises(FileNotFoundError, match=r"(?s)1 of the meshes .* not found:\n- .*gone\.ply: no mesh file.*"
+                                                r"skip_missing=True"):
+        O.load_meshes(f"{sphere_path},{gone}")
+    assert "gone.ply' is missing: no mesh file" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="bunnny: unknown mesh name 'bunnny'"):
+        O.load_meshes(["bunnny", sphere_path])
+    rows, problems = O.load_meshes(f"{sphere_path},{gone}", skip_missing=True)
+    assert [r["name"] for r in rows] == ["sphere"] and rows[0]["faces"] == 1280
+    assert rows[0]["extent"] == "1.00 x 1.00 x 1.00" and rows[0]["source"] == sphere_path
+    assert len(problems) == 1 and problems[0].startswith(f"{gone}: no mesh file")
+    err = capsys.readouterr().err
+    assert f"mesh {gone!r} is missing: no mesh file at {gone}; left out (skip_missing=True)" in err
+
+
+def test_load_meshes_reports_each_refusal_and_repairs_when_asked(sphere_path, holed_path, tmp_path, capsys):
+    rows, problems = O.load_meshes([holed_path, sphere_path])
+    assert [r["name"] for r in rows] == ["sphere"]
+    assert len(problems) == 1 and problems[0].startswith(holed_path) and "not watertight" in problems[0]
+    assert f"mesh {holed_path!r} was refused:" in capsys.readouterr().err
+    empty = tmp_path / "empty.obj"
+    empty.write_text("# no faces\n")
+    with pytest.raises(ValueError, match=r"(?s)none of the meshes .* could be used:\n- .*holed\.ply: .*not watertight"
+                                         r".*\n- .*empty\.obj: .*; a mesh that is not watertight may pass with repair=True"):
+        O.load_meshes([holed_path, str(empty)])
+    err = capsys.readouterr().err
+    assert "holed.ply' was refused" in err and "empty.obj' was refused" in err   # each reason in the terminal
+    rows, problems = O.load_meshes(holed_path, repair=True)
+    assert problems == [] and rows[0]["faces"] == 320
+
+
+def test_occupancy_task_passes_repair_to_load_mesh(holed_path):
+    cfg = O.table4_configs("dragon", epochs=1, batch_size=64, hidden=(8,), lr_scale=10)[0]
+    args = dict(name="h-baseline", config=cfg.to_dict(), mesh=holed_path, seed=0, pool_points=500, points_per_epoch=64,
+                ntk_points=8, ntk_epochs=[], eval_points=100, eval_every=1, resolution=8, chamfer_points=100,
+                render_size=8, surface=False)
+    with pytest.raises(ValueError, match="not watertight"):
+        O.occupancy_task(**args)
+    r = O.occupancy_task(**args, repair=True)
+    assert r["n_faces"] == 320 and r["mesh"] == holed_path

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from inrlib.research.claims import CLAIM_FIELDS, PAPER_VALUES, claim
 from inrlib.book.studies import reproduction as R
 from inrlib.book.studies.theory import IDENTITY_CHECKS, identity_claims
 from inrlib.book.studies.weyl import weyl_claims
+from inrlib.research.claims import CLAIM_FIELDS, PAPER_VALUES, claim
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -272,7 +272,7 @@ def test_identity_claim_notes_word_for_word_and_the_tolerance_edges():
     assert out["000.eq9"]["verdict"] == "fails" and out["000.eq11"]["verdict"] == "approximately"   # the edges are out
 
 
-def test_plot_counts_draws_one_segment_per_verdict_with_its_count():
+def test_plot_verdict_counts_draws_one_segment_per_verdict_with_its_count():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -281,7 +281,8 @@ def test_plot_counts_draws_one_segment_per_verdict_with_its_count():
               "001": {"holds": 0, "approximately": 0, "differs": 0, "fails": 0, "not tested": 0},     # no claims: no bar
               "002": {"holds": 1, "approximately": 2, "differs": 0, "fails": 0, "not tested": 4}}
     fig, ax = plt.subplots()
-    R.plot_counts(ax, counts)
+    from inrlib.book.plotting import plot_verdict_counts
+    plot_verdict_counts(ax, counts)
     bars = [(round(b.get_y() + b.get_height() / 2), b.get_x(), b.get_width(), to_hex(b.get_facecolor()))
             for b in ax.patches]
     assert bars == [(0, 0, 3, "#2da44e"), (0, 3, 2, "#fb8f44"), (0, 5, 1, "#cf222e"),

@@ -9,18 +9,29 @@ import pytest
 import torch
 from scipy.linalg import toeplitz
 
-from inrlib.ntk import empirical_ntk
 from inrlib.book.studies import bandwidth as B
 from inrlib.book.studies import staf as T
+from inrlib.models import CoordinateMLP
+from inrlib.ntk import empirical_ntk
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
+
+
+def sine_net(kind, width, depth, *, dim=1, w=30.0, seed=0, dtype=torch.float32):
+    """``bandwidth.sine_config`` through the one builder, seeded."""
+    return CoordinateMLP.from_config(B.sine_config(kind, width, depth, w=w), dim=dim, seed=seed).to(dtype)
+
+
+def staf_net(label, width, depth, *, seed=0, dtype=torch.float32, **options):
+    """``staf.network_config`` (``tau``, ``w0``, ``shared``) through the one builder on 2D inputs, seeded."""
+    return CoordinateMLP.from_config(T.network_config(label, width, depth, **options), dim=2, seed=seed).to(dtype)
 
 
 def test_expected_ntk_is_the_mean_of_empirical_kernels():
     """Average the empirical NTK over 300 random narrow networks: it converges to the closed form,
     within a few Monte Carlo standard errors, entry by entry."""
     x = torch.tensor([[0.0], [0.1], [0.35], [0.8], [1.0]], dtype=torch.float64)
-    Ks = torch.stack([empirical_ntk(B.sine_net("simple", 16, 1, w=3.0, seed=s, dtype=torch.float64), x)
+    Ks = torch.stack([empirical_ntk(sine_net("simple", 16, 1, w=3.0, seed=s, dtype=torch.float64), x)
                       for s in range(300)])
     E = B.expected_ntk(x, w=3.0, width=16)
     se = Ks.std(0) / math.sqrt(len(Ks))
@@ -64,7 +75,7 @@ def test_lemma1_through_the_library_layers():
 
 
 def test_layer_activations_are_the_sine_inputs_and_outputs():
-    m = B.sine_net("siren", 8, 2, dim=2, w=30.0, seed=0, dtype=torch.float64)
+    m = sine_net("siren", 8, 2, dim=2, w=30.0, seed=0, dtype=torch.float64)
     x = torch.rand(5, 2, dtype=torch.float64)
     acts = B.layer_activations(m, x)
     assert len(acts) == 2
@@ -86,7 +97,7 @@ def test_staf_post_activations_are_exactly_normal(init, var):
 
 @pytest.mark.parametrize("shared", [False, True])
 def test_a_staf_network_is_a_sine_network_of_width_n_tau(shared):
-    m = T.net("STAF", 12, 3, tau=4, seed=5, dtype=torch.float64, shared=shared)
+    m = staf_net("STAF", 12, 3, tau=4, seed=5, dtype=torch.float64, shared=shared)
     layers = T.sine_equivalent(m)
     assert [tuple(W.shape) for W, _ in layers] == [(48, 2), (48, 48), (48, 48), (1, 48)]
     x = torch.rand(64, 2, dtype=torch.float64)
@@ -121,31 +132,40 @@ def test_post_activation_draws_are_one_value_per_unit_and_seeded():
     assert not np.array_equal(v, T.post_activation_draws("normal", 3, z=0.7, draws=50, seed=1))
 
 
-def test_net_builds_what_networks_says_with_its_defaults():
+def test_network_config_builds_what_networks_says_with_its_defaults():
     from inrlib.layers import STAF, Sine
+    # tau / w0 / shared go to the activations that have them, and only there
+    assert T.network_config("STAF", 8, 2, tau=3, w0=9.0, shared=True).options.to_dict() == {
+        "tau": 3, "w0": 9.0, "shared": True, "init": "normal"}
+    assert T.network_config("SIREN", 8, 2, tau=3, w0=9.0).options.to_dict() == {"w0": 9.0}
+    assert T.network_config("simple sine", 8, 2, w0=9.0).options.to_dict() == {"w": 10.0, "trainable_w": False}
+    assert T.network_config("ReLU + MPE", 8, 3).to_dict()["options"] == {"parameterization": "ntk", "beta": 0.1}
+    assert T.network_config("ReLU + MPE", 8, 3).hidden == (8, 8, 8)
+    with pytest.raises(ValueError, match=r"^network must be one of \['STAF', .*got 'GELU'$"):
+        T.network_config("GELU", 8, 1)
     for label, spec in T.NETWORKS.items():
-        m = T.net(label, 8, 2)
+        m = staf_net(label, 8, 2)
         acts = [type(x) for x in m.mlp if not type(x).__name__ == "Dense"]
         want = {"staf": STAF, "sine": Sine, "simple_sine": Sine, "relu": torch.nn.ReLU}[spec["activation"]]
         assert acts == [want, want], label
         assert type(m.encoding).__name__ == {"identity": "IdentityEncoding", "fourier": "FourierEncoding",
                                              "multigrid": "MultigridEncoding"}[spec["encoding"]["type"]], label
         assert next(m.parameters()).dtype == torch.float32
-    assert T.net("ReLU + FFE", 8, 1).encoding.levels == 8
-    assert T.net("ReLU + MPE", 8, 1).encoding.resolutions == [16, 64]
-    assert float(T.net("simple sine", 8, 1).mlp[1].w0) == 10.0 and float(T.net("SIREN", 8, 1).mlp[1].w0) == 30.0
-    staf = T.net("STAF", 8, 2).mlp[1]
+    assert staf_net("ReLU + FFE", 8, 1).encoding.levels == 8
+    assert staf_net("ReLU + MPE", 8, 1).encoding.resolutions == [16, 64]
+    assert float(staf_net("simple sine", 8, 1).mlp[1].w0) == 10.0 and float(staf_net("SIREN", 8, 1).mlp[1].w0) == 30.0
+    staf = staf_net("STAF", 8, 2).mlp[1]
     assert staf.tau == 5 and not staf.shared and float(staf.frequencies.detach().max()) <= 30.0
     assert float(staf.frequencies.detach().max()) > 25.0                            # omega = w0 U[0, 1): w0 = 30
     assert (staf.amplitudes > 0).all()                                     # Rayleigh amplitudes
-    assert (T.net("STAF (Laplace init)", 8, 2).mlp[1].amplitudes < 0).any()   # sign(X) sqrt|X|
-    assert torch.equal(T.net("STAF", 8, 2).mlp[0].weight, T.net("STAF", 8, 2, seed=0).mlp[0].weight)
-    slow = T.net("STAF", 8, 2, w0=5.0).mlp[1].frequencies.detach()
-    assert float(slow.max()) <= 5.0 and float(T.net("SIREN", 8, 1, w0=5.0).mlp[1].w0) == 5.0   # w0 reaches the layers
+    assert (staf_net("STAF (Laplace init)", 8, 2).mlp[1].amplitudes < 0).any()   # sign(X) sqrt|X|
+    assert torch.equal(staf_net("STAF", 8, 2).mlp[0].weight, staf_net("STAF", 8, 2, seed=0).mlp[0].weight)
+    slow = staf_net("STAF", 8, 2, w0=5.0).mlp[1].frequencies.detach()
+    assert float(slow.max()) <= 5.0 and float(staf_net("SIREN", 8, 1, w0=5.0).mlp[1].w0) == 5.0  # w0 reaches them
 
 
 def test_the_equivalent_sine_network_carries_the_output_bias_and_refuses_other_models():
-    m = T.net("STAF", 6, 2, tau=3, seed=1, dtype=torch.float64)
+    m = staf_net("STAF", 6, 2, tau=3, seed=1, dtype=torch.float64)
     with torch.no_grad():
         m.mlp[-1].bias.normal_()                                          # non-zero: its sign matters
     x = torch.rand(20, 2, dtype=torch.float64)
@@ -153,27 +173,28 @@ def test_the_equivalent_sine_network_carries_the_output_bias_and_refuses_other_m
         assert float((T.run_equivalent(T.sine_equivalent(m), x.float()) - m(x)).abs().max()) < 1e-6
         assert float((T.run_equivalent(T.sine_equivalent(m), x) - m(x)).abs().max()) < 1e-12
     with pytest.raises(ValueError, match=r"^sine_equivalent needs a STAF CoordinateMLP \(Dense, STAF, \.\.\., Dense\)$"):
-        T.sine_equivalent(T.net("SIREN", 6, 2))
+        T.sine_equivalent(staf_net("SIREN", 6, 2))
 
 
 def test_train_and_kernels_reports_the_networks_own_kernels_and_psnr(monkeypatch, capsys):
     """The initial spectrum is the NTK of the freshly seeded network on the training pixels, the final
     one that of the trained network; the PSNRs are those of its predictions; a divergence is recorded
     (and then no final spectrum)."""
+    from inrlib.data import image_split
     from inrlib.metrics import psnr
     from inrlib.ntk import empirical_ntk, spectrum
-    from inrlib.book.studies.scaling import image_data
     side = 6
-    r = T.train_and_kernels("SIREN", "astronaut", side, width=8, depth=1, epochs=3, seed=2)   # a colour photo
+    siren = T.network_config("SIREN", 8, 1).to_dict()
+    r = T.train_and_kernels("SIREN", siren, "astronaut", side, epochs=3, seed=2)   # a colour photo
     assert capsys.readouterr().err == ""                                  # no progress bar
-    d = image_data("astronaut", side, grayscale=True, heldout=(2 * side - 1) ** 2)
-    fresh = T.net("SIREN", 8, 1, seed=2)
+    d = image_split("astronaut", side, grayscale=True, heldout=(2 * side - 1) ** 2)
+    fresh = staf_net("SIREN", 8, 1, seed=2)
     np.testing.assert_allclose(r["spectrum_init"], spectrum(empirical_ntk(fresh, d["coords"])), rtol=1e-9, atol=1e-12)
     assert r["params"] == sum(p.numel() for p in fresh.parameters()) and r["lr"] == T.TRAIN_LR["SIREN"]
     assert r["diverged"] is None and len(r["curve"]) == 3 and r["floor_init"] > 0
     assert r["prediction"].shape == (side, side) and r["prediction"].dtype == np.float32
     assert not np.allclose(r["spectrum_end"], r["spectrum_init"])        # taken after training
-    trained = T.net("SIREN", 8, 1, seed=2)
+    trained = staf_net("SIREN", 8, 1, seed=2)
     from inrlib.train import fit
     fit(trained, d["coords"], d["targets"], epochs=3, lr=T.TRAIN_LR["SIREN"], optimizer="adam", batch_size=None,
         seed=2, progress=False)
@@ -185,29 +206,35 @@ def test_train_and_kernels_reports_the_networks_own_kernels_and_psnr(monkeypatch
         np.testing.assert_allclose(r["prediction"], trained(d["coords"]).reshape(side, side).numpy(), atol=1e-6)
     assert r["psnr_heldout"] != r["psnr"]
     monkeypatch.setitem(T.TRAIN_LR, "SIREN", 1e30)
-    bad = T.train_and_kernels("SIREN", "astronaut", side, width=8, depth=1, epochs=3, seed=2)
+    bad = T.train_and_kernels("SIREN", siren, "astronaut", side, epochs=3, seed=2)
     assert bad["diverged"].startswith("training diverged") and "spectrum_end" not in bad
     assert isinstance(bad["curve"], list)
-    staf = T.train_and_kernels("STAF", "astronaut", side, width=4, depth=1, epochs=1, tau=3, seed=1)
-    assert staf["params"] == sum(p.numel() for p in T.net("STAF", 4, 1, tau=3).parameters())    # tau reaches the net
-    np.testing.assert_allclose(staf["spectrum_init"], spectrum(empirical_ntk(T.net("STAF", 4, 1, tau=3, seed=1),
+    staf = T.train_and_kernels("STAF", T.network_config("STAF", 4, 1, tau=3).to_dict(), "astronaut", side, epochs=1,
+                               seed=1)
+    assert staf["params"] == sum(p.numel() for p in staf_net("STAF", 4, 1, tau=3).parameters())    # tau reaches the net
+    np.testing.assert_allclose(staf["spectrum_init"], spectrum(empirical_ntk(staf_net("STAF", 4, 1, tau=3, seed=1),
                                                                              d["coords"])), rtol=1e-6, atol=1e-9)
 
 
-def test_sine_net_kinds_defaults_and_refusal():
-    assert float(B.sine_net("siren", 8, 1).mlp[1].w0) == 30.0 and B.sine_net("siren", 8, 1).mlp[0].weight.shape == (8, 1)
-    assert float(B.sine_net("siren", 8, 1, w=10.0).mlp[1].w0) == 10.0        # w is SIREN's w0
-    assert float(B.sine_net("simple", 8, 1, w=4.0).mlp[1].w0) == 4.0
-    assert torch.equal(B.sine_net("simple", 8, 2).mlp[0].weight, B.sine_net("simple", 8, 2, seed=0).mlp[0].weight)
+def test_sine_config_kinds_defaults_and_refusal():
+    assert B.sine_config("siren", 8, 3, w=4.0).to_dict() == {
+        "encoding": {"type": "identity"}, "hidden": [8, 8, 8], "activation": "sine", "options": {"w0": 4.0},
+        "output_activation": None, "out_features": None}
+    assert (B.sine_config("simple", 8, 1, w=4.0).activation, B.sine_config("simple", 8, 1, w=4.0).options.w) == (
+        "simple_sine", 4.0)
+    assert float(sine_net("siren", 8, 1).mlp[1].w0) == 30.0 and sine_net("siren", 8, 1).mlp[0].weight.shape == (8, 1)
+    assert float(sine_net("siren", 8, 1, w=10.0).mlp[1].w0) == 10.0        # w is SIREN's w0
+    assert float(sine_net("simple", 8, 1, w=4.0).mlp[1].w0) == 4.0
+    assert torch.equal(sine_net("simple", 8, 2).mlp[0].weight, sine_net("simple", 8, 2, seed=0).mlp[0].weight)
     with pytest.raises(ValueError, match=r"^kind must be 'simple' or 'siren', got 'relu'$"):
-        B.sine_net("relu", 8, 1)
+        B.sine_config("relu", 8, 1)
 
 
 def test_expected_ntk_in_two_dimensions_and_between_two_sets():
     """The closed form at a small w (where the cos(w(x + x')) term matters) in 2D, against the mean of
     empirical kernels, and its cross-kernel form against the joint kernel's off-diagonal block."""
     x = torch.tensor([[0.0, 0.0], [0.3, 0.2], [0.9, 0.5], [0.1, 0.95]], dtype=torch.float64)
-    Ks = torch.stack([empirical_ntk(B.sine_net("simple", 16, 1, dim=2, w=0.7, seed=s, dtype=torch.float64), x)
+    Ks = torch.stack([empirical_ntk(sine_net("simple", 16, 1, dim=2, w=0.7, seed=s, dtype=torch.float64), x)
                       for s in range(300)])
     se = Ks.std(0) / math.sqrt(len(Ks))
     E = B.expected_ntk(x, w=0.7, width=16)
@@ -278,7 +305,7 @@ def test_tuning_sweep_rows_are_the_members_own_fits(capsys):
     for r in rows:
         f = r["max_frequency"]
         signal_seed = 1 + (f == 5.0)                                     # the k-th frequency's signal: seed + k
-        m = B.sine_net("simple", 8, 1, w=r["w"], seed=1)
+        m = sine_net("simple", 8, 1, w=r["w"], seed=1)
         h = fit(m, torch.tensor(x, dtype=torch.float32)[:, None],
                 torch.tensor(B.band_limited_signal(x, f, seed=signal_seed), dtype=torch.float32)[:, None],
                 epochs=4, lr=1e-2, optimizer="adam", batch_size=None, progress=False, data_range=2.0)
@@ -294,17 +321,17 @@ def test_tuning_sweep_rows_are_the_members_own_fits(capsys):
 
 
 def test_photo_sweep_rows_are_the_members_own_fits(capsys):
+    from inrlib.data import image_split
     from inrlib.metrics import psnr
-    from inrlib.book.studies.scaling import image_data
     from inrlib.train import fit
     side = 6
     rows = B.photo_sweep("astronaut", side, {"siren": [20.0], "simple": [5.0, 9.0]}, width=8, depth=1, epochs=3,
                          target_psnr=-100.0, seed=2)                      # a colour photo, in grayscale
     assert capsys.readouterr().err == ""                                  # no progress bars
     assert [(r["kind"], r["w"]) for r in rows] == [("siren", 20.0), ("simple", 5.0), ("simple", 9.0)]
-    d = image_data("astronaut", side, grayscale=True, heldout=(2 * side - 1) ** 2)
+    d = image_split("astronaut", side, grayscale=True, heldout=(2 * side - 1) ** 2)
     for r in rows:
-        m = B.sine_net(r["kind"], 8, 1, dim=2, w=r["w"], seed=2)
+        m = sine_net(r["kind"], 8, 1, dim=2, w=r["w"], seed=2)
         h = fit(m, d["coords"], d["targets"], epochs=3, lr=B.PHOTO_LR[r["kind"]], optimizer="adam", batch_size=None,
                 progress=False)
         with torch.no_grad():
@@ -321,7 +348,7 @@ def test_expected_ntk_in_three_dimensions_where_the_variance_is_two_thirds():
     """In 3D the first-layer variance is 2/3: the closed form's two Gaussians both scale with it (in
     2D, where it is 1, multiplying or dividing by it cannot be told apart)."""
     x = torch.tensor([[0.0, 0.0, 0.0], [0.3, 0.2, 0.6], [0.9, 0.5, 0.1], [0.1, 0.95, 0.4]], dtype=torch.float64)
-    Ks = torch.stack([empirical_ntk(B.sine_net("simple", 16, 1, dim=3, w=0.5, seed=s, dtype=torch.float64), x)
+    Ks = torch.stack([empirical_ntk(sine_net("simple", 16, 1, dim=3, w=0.5, seed=s, dtype=torch.float64), x)
                       for s in range(300)])
     se = Ks.std(0) / math.sqrt(len(Ks))
     E = B.expected_ntk(x, w=0.5, width=16)
@@ -393,19 +420,19 @@ def test_photo_sweep_rows_read_the_histories_and_the_untrained_networks(monkeypa
     independent value: the target epoch (the first at or above target_psnr), its seconds (epochs x
     the ensemble's epoch time / members), held-out PSNR and prediction of the untouched networks."""
     import inrlib.train as T
+    from inrlib.data import image_split
     from inrlib.metrics import psnr
-    from inrlib.book.studies.scaling import image_data
     fake = _fake_histories([[20.0, 25.0, 26.0], [10.0, 12.0, 24.9]], seconds=0.6)
     monkeypatch.setattr(T, "fit_ensemble", fake)
     rows = B.photo_sweep("camera", 8, {"simple": [1.0, 3.0]}, width=8, depth=2, epochs=3, target_psnr=25.0, seed=2)
-    assert fake.kw == {"epochs": 3, "lr": B.PHOTO_LR["simple"], "optimizer": "adam", "batch_size": None, "progress": False}
+    assert fake.kw == {"epochs": 3, "lr": B.PHOTO_LR["simple"], "optimizer": "adam", "batch_size": None, "progress": None}
     a, b = rows
     assert (a["epoch_to_target"], b["epoch_to_target"]) == (2, None)
     assert a["seconds_to_target"] == pytest.approx(2 * 0.6 / 2) and b["seconds_to_target"] is None
     assert a["psnr_train"] == 26.0 and b["psnr_train"] == 24.9 and a["curve"] == [20.0, 25.0, 26.0]
     assert (a["kind"], a["w"], a["lr"]) == ("simple", 1.0, B.PHOTO_LR["simple"])
-    d = image_data("camera", 8, grayscale=True, heldout=15 ** 2)
-    net = B.sine_net("simple", 8, 2, dim=2, w=3.0, seed=2)
+    d = image_split("camera", 8, grayscale=True, heldout=15 ** 2)
+    net = sine_net("simple", 8, 2, dim=2, w=3.0, seed=2)
     with torch.no_grad():
         assert b["psnr_heldout"] == pytest.approx(float(psnr(net(d["held_coords"]).double(), d["held_targets"].double())))
         np.testing.assert_array_equal(b["prediction"], net(d["coords"]).reshape(8, 8).numpy().astype(np.float32))
@@ -418,13 +445,13 @@ def test_tuning_sweep_rows_read_the_histories_and_the_untrained_networks(monkeyp
     fake = _fake_histories([[5.0, 7.0], []])
     monkeypatch.setattr(T, "fit_ensemble", fake)
     rows = B.tuning_sweep([3.0], [2.0, 8.0], n_train=16, width=8, depth=2, epochs=2, lr=0.01, seed=4)
-    assert fake.kw == {"epochs": 2, "lr": 0.01, "optimizer": "adam", "batch_size": None, "progress": False,
+    assert fake.kw == {"epochs": 2, "lr": 0.01, "optimizer": "adam", "batch_size": None, "progress": None,
                        "data_range": 2.0}
     a, b = rows
     assert a["psnr_train"] == 7.0 and math.isnan(b["psnr_train"])              # no epochs recorded: NaN
     x = np.linspace(0, 1, 16)
     mid = (x[:-1] + x[1:]) / 2
-    net = B.sine_net("simple", 8, 2, w=8.0, seed=4)
+    net = sine_net("simple", 8, 2, w=8.0, seed=4)
     with torch.no_grad():
         pm = net(torch.tensor(mid, dtype=torch.float32)[:, None]).double().numpy().ravel()
     mse = np.mean((pm - B.band_limited_signal(mid, 3.0, seed=4)) ** 2)

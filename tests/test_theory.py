@@ -5,15 +5,24 @@ import numpy as np
 import pytest
 import torch
 
-from inrlib.encodings import FourierEncoding, HashGridEncoding, IdentityEncoding, MultigridEncoding
-from inrlib.models import CoordinateMLP
-from inrlib.ntk import empirical_ntk
 from inrlib.book import markdown_table
+from inrlib.book.plotting import draw_explorer, figure_png
+from inrlib.book.studies.theory import explorer_config, explorer_state, grid_levels
 from inrlib.book.studies.weyl import chain_b_verdict, weyl_chains, weyl_study
-from inrlib.research.theory import (bilinear_cell, bilinear_check, embed, embedding_sensitivities, grid_term,
-                           interpolation_matrix, one_hidden_layer_ntk, relative_error)
-from inrlib.book.widgets import (draw_explorer, explorer_figure, explorer_state, figure_png, grid_levels,
-                            ntk_explorer)
+from inrlib.book.widgets import explorer_figure, ntk_explorer
+from inrlib.encodings import FourierEncoding, HashGridEncoding, IdentityEncoding, MultigridEncoding
+from inrlib.models import CoordinateMLP, ModelConfig
+from inrlib.ntk import empirical_ntk
+from inrlib.research.theory import (
+    bilinear_cell,
+    bilinear_check,
+    embed,
+    embedding_sensitivities,
+    grid_term,
+    interpolation_matrix,
+    one_hidden_layer_ntk,
+    relative_error,
+)
 
 TOL = 1e-12
 
@@ -153,10 +162,12 @@ def test_weyl_study_small_run():
     t = (torch.arange(5, dtype=torch.float32) + 0.5) / 5
     coords = torch.stack(torch.meshgrid(t, t, indexing="xy"), -1).reshape(-1, 2)
     targets = torch.rand(25, 1)
-    grid = lambda r: {"type": "multigrid", "resolutions": r, "features": 2}   # noqa: E731
-    configs = [{"name": "a", "encoding": grid([3, 5]), "hidden": [8, 8], "seed": 0},
-               {"name": "b", "encoding": grid([5]), "hidden": [8, 8], "seed": 0},
-               {"name": "c", "encoding": grid([5]), "hidden": [8, 8], "seed": 1}]
+    def grid(r):
+        return {"encoding": {"type": "multigrid", "resolutions": r, "features": 2}, "hidden": [8, 8]}
+
+    configs = [{"name": "a", "model": grid([3, 5]), "seed": 0},
+               {"name": "b", "model": grid([5]), "seed": 0},
+               {"name": "c", "model": ModelConfig.from_dict(grid([5])), "seed": 1}]             # an object or its dict
     out = weyl_study(configs, (coords, targets), ("init", "end"), epochs=2,
                      train={"lr": 0.5, "batch_size": 10})
     assert [(r["config"], r["stage"], r["epoch"]) for r in out["rows"]] == [
@@ -168,6 +179,9 @@ def test_weyl_study_small_run():
     assert out["rows"][1]["psnr_mpe"] == pytest.approx(h["a"]["mpe"].psnr[-1])
     with pytest.raises(ValueError, match="unique"):
         weyl_study([configs[0], configs[0]], (coords, targets), epochs=1, train={"lr": 0.1})
+    flat = {"name": "d", **grid([5])}                      # the old format
+    with pytest.raises(ValueError, match=r"got keys \['encoding', 'hidden', 'name'\]: put the network's settings"):
+        weyl_study([flat], (coords, targets), epochs=1)
 
 
 def test_markdown_table():
@@ -196,6 +210,27 @@ def test_explorer_state(encoding):
     assert s["grid"]["zero"] == (encoding != "multigrid")
     with pytest.raises(ValueError, match="term"):
         explorer_state(encoding, term="everything")
+
+
+def test_explorer_config_is_the_explorers_network_and_its_kernel_is_that_networks():
+    """The explorer's 1D networks as ModelConfigs (ReLU, NTK parameterization, the grids of grid_levels),
+    and explorer_state's kernel is the empirical NTK of that config built with the seed."""
+    assert explorer_config("none", width=8, depth=3).to_dict() == {
+        "encoding": {"type": "identity"}, "hidden": [8, 8, 8], "activation": "relu",
+        "options": {"parameterization": "ntk", "beta": 0.1}, "output_activation": None, "out_features": None}
+    assert explorer_config("fourier", fourier_levels=5).encoding == {"type": "fourier", "levels": 5}
+    assert explorer_config("multigrid", 16, 3, features=1).encoding == {"type": "multigrid", "resolutions": [4, 8, 16],
+                                                                        "features": 1}
+    s = explorer_state("multigrid", 8, 2, term="grid", n_points=9, width=8, depth=1, seed=4)
+    torch.manual_seed(4)
+    model = CoordinateMLP(MultigridEncoding(1, [4, 8], 2), [8], 1, "relu")
+    want = empirical_ntk(model, torch.linspace(0, 1, 9, dtype=torch.float64)[:, None], groups=True)["grid"]
+    np.testing.assert_array_equal(s["K"], want.numpy())
+    for bad, match in ((dict(encoding="wavelet"), r"^encoding must be one of \['fourier', 'multigrid', 'none'\]"),
+                       (dict(encoding="fourier", fourier_levels=25), r"^fourier_levels must be in \[1, 24\], got 25$"),
+                       (dict(encoding="multigrid", resolution=1), r"^multigrid needs resolution >= 2")):
+        with pytest.raises(ValueError, match=match):
+            explorer_config(**bad)
 
 
 def test_explorer_figure_and_drawing():
@@ -361,14 +396,15 @@ def test_weyl_chains_numbers_against_diagonal_closed_forms():
 def test_weyl_study_end_kernels_are_taken_after_training():
     """The 'end' row's spectrum is the kernel of the model trained for all epochs (rebuilt and
     trained here independently), not the initial one."""
-    from inrlib.ntk import spectrum
     from inrlib.book.studies.weyl import model_from_config
+    from inrlib.ntk import spectrum
     from inrlib.train import fit
     torch.manual_seed(0)
     t = (torch.arange(5, dtype=torch.float32) + 0.5) / 5
     coords = torch.stack(torch.meshgrid(t, t, indexing="xy"), -1).reshape(-1, 2)
     targets = torch.rand(25, 1)
-    config = {"name": "a", "encoding": {"type": "multigrid", "resolutions": [4], "features": 2}, "hidden": [8, 8], "seed": 3}
+    config = {"name": "a", "model": {"encoding": {"type": "multigrid", "resolutions": [4], "features": 2},
+                                     "hidden": [8, 8]}, "seed": 3}
     out = weyl_study([config], (coords, targets), ("init", "end"), epochs=3, train={"lr": 0.5, "batch_size": 10})
     model = model_from_config(config, 2, 1)
     ev0 = spectrum(empirical_ntk(model, coords))
@@ -409,8 +445,11 @@ def test_psnr_at_reads_the_history_at_an_epoch():
 
 def test_baseline_from_model_is_seeded():
     from inrlib.book.studies.weyl import baseline_from_model, model_from_config
-    cfg = dict(name="c", encoding=dict(type="multigrid", resolutions=[4, 8], features=2), hidden=[8, 8], seed=3)
+    cfg = dict(name="c", model=ModelConfig(dict(type="multigrid", resolutions=[4, 8], features=2), (8, 8)), seed=3)
     model = model_from_config(cfg, 2, 1)
+    torch.manual_seed(3)
+    by_hand = CoordinateMLP(MultigridEncoding(2, [4, 8], 2), [8, 8], 1, "relu")
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), by_hand.parameters()))
     a, b = baseline_from_model(model, 5), baseline_from_model(model, 5)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     torch.manual_seed(5)
@@ -429,7 +468,7 @@ def test_plot_weyl_panel_draws_the_spectra_and_both_lower_bounds():
     from matplotlib.colors import to_rgba
     from matplotlib.figure import Figure
 
-    from inrlib.book.studies.weyl import plot_weyl_panel
+    from inrlib.book.plotting import plot_weyl_panel
     spec = _weyl_spec()
     ax = Figure().add_subplot()
     plot_weyl_panel(ax, spec, title="grids 4,8 / end", legend=True)
@@ -455,15 +494,15 @@ def test_plot_weyl_panel_draws_the_spectra_and_both_lower_bounds():
     assert ax2.get_legend() is None and ax2.get_title() == ""
 
 
-def test_plot_ratio_draws_one_line_per_config_over_the_violation_band():
+def test_plot_weyl_ratio_draws_one_line_per_config_over_the_violation_band():
     from matplotlib.colors import to_rgba
     from matplotlib.figure import Figure
 
-    from inrlib.book.studies.weyl import plot_ratio
+    from inrlib.book.plotting import plot_weyl_ratio
     spectra = {("a", "end"): {"ratio": np.array([1.5, 1.2, 0.9])}, ("b", "end"): {"ratio": np.array([3.0, 2.5])},
                ("a", "init"): {"ratio": np.array([9.0])}}
     ax = Figure().add_subplot()
-    plot_ratio(ax, spectra, ["a", "b"], "end", title="end of training")
+    plot_weyl_ratio(ax, spectra, ["a", "b"], "end", title="end of training")
     lines = [l for l in ax.get_lines() if l.get_label() in ("a", "b")]
     assert [l.get_label() for l in lines] == ["a", "b"]
     np.testing.assert_array_equal(lines[0].get_ydata(), [1.5, 1.2, 0.9])
@@ -499,7 +538,7 @@ def test_plot_weyl_panel_styles_floors_title_and_legend():
     from matplotlib.colors import to_rgba
     from matplotlib.figure import Figure
 
-    from inrlib.book.studies.weyl import plot_weyl_panel
+    from inrlib.book.plotting import plot_weyl_panel
     ax = Figure().add_subplot()
     plot_weyl_panel(ax, _weyl_spec(), title="t", legend=True)
     floors = {l.get_label(): to_rgba(l.get_color()) for l in ax.get_lines() if l.get_linestyle() == ":"}
@@ -510,12 +549,12 @@ def test_plot_weyl_panel_styles_floors_title_and_legend():
     assert any(line.get_visible() for line in ax.xaxis.get_gridlines())
 
 
-def test_plot_ratio_title_size_and_grid():
+def test_plot_weyl_ratio_title_size_and_grid():
     from matplotlib.figure import Figure
 
-    from inrlib.book.studies.weyl import plot_ratio
+    from inrlib.book.plotting import plot_weyl_ratio
     ax = Figure().add_subplot()
-    plot_ratio(ax, {("a", "end"): {"ratio": np.array([1.5, 0.8])}}, ["a"], "end")
+    plot_weyl_ratio(ax, {("a", "end"): {"ratio": np.array([1.5, 0.8])}}, ["a"], "end")
     assert ax.get_title() == "" and ax.title.get_fontsize() == 9
     assert any(line.get_visible() for line in ax.yaxis.get_gridlines())
 
@@ -573,8 +612,9 @@ def test_weyl_study_on_the_first_points_with_unnamed_configs_and_their_own_setti
         from inrlib.train import fit
         return fit(model, x, y, **kw)
 
-    out = weyl_study([{"encoding": grid, "hidden": [6], "train": {"lr": 0.05}},
-                      {"encoding": grid, "hidden": [6], "seed": 3}], (coords, targets), ("end",), epochs=1,
+    model = ModelConfig(grid, (6,))
+    out = weyl_study([{"model": model, "train": {"lr": 0.05}},
+                      {"model": model.to_dict(), "seed": 3}], (coords, targets), ("end",), epochs=1,
                      train={"lr": 0.2, "batch_size": 4}, ntk_points=7, fit=trainer)
     assert [r["config"] for r in out["rows"]] == ["config0", "config1"]
     assert all(s["total"].size == 7 for s in out["spectra"].values())         # the first 7 points only
@@ -639,8 +679,8 @@ def test_weyl_chains_every_field_against_diagonal_closed_forms():
 def test_weyl_study_rows_describe_each_config_and_the_run():
     torch.manual_seed(0)
     coords, targets = torch.rand(10, 2), torch.rand(10, 1)
-    cfg = {"name": "g", "encoding": {"type": "multigrid", "resolutions": [3, 6], "features": 2}, "hidden": [5, 4],
-           "seed": 2}
+    cfg = {"name": "g", "model": {"encoding": {"type": "multigrid", "resolutions": [3, 6], "features": 2},
+                                  "hidden": [5, 4]}, "seed": 2}
     out = weyl_study([cfg], (coords, targets), ("init", "end"), epochs=2, train={"lr": 0.1, "batch_size": 5},
                      ntk_points=8)
     from inrlib.book.studies.weyl import model_from_config
@@ -658,14 +698,14 @@ def test_weyl_study_rows_describe_each_config_and_the_run():
     np.testing.assert_allclose(s["base"], np.sort(s["base"])[::-1])
 
 
-def test_plot_ratio_line_widths_band_and_limits():
+def test_plot_weyl_ratio_line_widths_band_and_limits():
     from matplotlib.colors import to_rgba
     from matplotlib.figure import Figure
 
-    from inrlib.book.studies.weyl import plot_ratio
+    from inrlib.book.plotting import plot_weyl_ratio
     ax = Figure().add_subplot()
     names = [f"n{i}" for i in range(11)]
-    plot_ratio(ax, {(n, "end"): {"ratio": np.array([1.2, 0.9])} for n in names}, names, "end")
+    plot_weyl_ratio(ax, {(n, "end"): {"ratio": np.array([1.2, 0.9])} for n in names}, names, "end")
     lines = [l for l in ax.get_lines() if l.get_label() in names]
     assert all(l.get_linewidth() == 1.1 for l in lines)
     assert to_rgba(lines[10].get_color()) == to_rgba("C0")                  # colours cycle through C0..C9

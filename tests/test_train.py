@@ -21,7 +21,6 @@ from inrlib.train import (
     start_middle_end,
 )
 
-
 # ----------------------------------------------------------------------------- fixtures
 pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
@@ -199,6 +198,9 @@ def test_divergence_raises_with_history(photo, full_eval):
     assert err.history.epochs == list(range(1, err.epoch))
     assert len(err.history.loss) == len(err.history.epoch_seconds) == err.epoch - 1
     assert err.history.stopped == f"diverged in epoch {err.epoch}"
+    assert err.history.diverged_epoch == err.epoch and err.history.member is None     # structured: no parsing
+    back = History.from_dict(json.loads(json.dumps(err.history.to_dict())))
+    assert (back.diverged_epoch, back.member, back.message) == (err.epoch, None, msg)
 
 
 def test_non_finite_untrained_model_is_reported_before_training(photo):
@@ -208,7 +210,7 @@ def test_non_finite_untrained_model_is_reported_before_training(photo):
         model[0].weight[0, 0] = float("nan")
     with pytest.raises(TrainingDiverged, match="before training") as info:
         fit(model, coords, targets, epochs=2, lr=0.1, progress=False)
-    assert info.value.epoch == 0 and info.value.history.epochs == []
+    assert info.value.epoch == 0 and info.value.history.epochs == [] and info.value.history.diverged_epoch == 0
 
 
 def test_interrupt_keeps_history(photo):
@@ -224,6 +226,7 @@ def test_interrupt_keeps_history(photo):
         fit(model, coords, targets, epochs=5, lr=0.1, callbacks={"stop": stop}, snapshot_epochs="all", progress=False)
     assert info.value.history.epochs == [1, 2]
     assert info.value.history.stopped == "interrupted after 2 completed epoch(s)"
+    assert info.value.history.diverged_epoch is None
     assert not model.training                         # the caller's mode is restored
 
 
@@ -384,6 +387,9 @@ def test_history_json_round_trip(photo):
     text = json.dumps(h.to_dict())
     back = History.from_dict(json.loads(text))
     assert back.loss == h.loss and back.psnr == h.psnr and back.config == h.config
+    assert h.diverged_epoch is None and h.member is None and (back.diverged_epoch, back.member) == (None, None)
+    old = {k: v for k, v in h.to_dict().items() if k not in ("diverged_epoch", "member")}   # an earlier version's
+    assert History.from_dict(old).diverged_epoch is None and History.from_dict(old).loss == h.loss
     assert sorted(back.snapshots["w"]) == [0, 2]
     assert back.snapshots["w"][2] == pytest.approx(h.snapshots["w"][2].tolist())
 
@@ -924,7 +930,9 @@ def test_history_config_lists_every_setting():
     assert h.config == {"lr": 0.5, "optimizer": "sgd", "optimizer_kwargs": {"momentum": 0.5}, "loss": "mse",
                         "loss_reduction": "mean", "epochs": 2, "batch_size": 7, "n_samples": 30, "seed": 0,
                         "shuffle": False, "device": "cpu", "dtype": "float64", "data_range": 2.0,
-                        "full_eval": False, "resample": False, "snapshot_epochs": [0, 2]}
+                        "full_eval": False, "resample": False, "snapshot_epochs": [0, 2], "engine": "autograd sgd",
+                        "engine_fallback": "optimizer_kwargs {'momentum': 0.5}: the fused step does plain SGD and Adam "
+                                           "without them"}
 
 
 def test_the_default_seed_is_zero(photo):
@@ -1037,6 +1045,7 @@ def test_resampled_epochs_keep_the_mini_batches():
         return c, c.sum(1, keepdim=True)
 
     c0 = torch.rand(40, 2, dtype=torch.float64)
-    fit(model, c0, c0.sum(1, keepdim=True), epochs=3, lr=0.1, batch_size=16, resample=draw, progress=False)
+    fit(model, c0, c0.sum(1, keepdim=True), epochs=3, lr=0.1, batch_size=16, resample=draw, progress=False,
+        engine="autograd")          # the module's forward hook sees the batches (the fused step has no module calls)
     assert [size for training, size in seen if training] == [16, 16, 8] * 3
     assert {size for training, size in seen if not training} == {40}

@@ -1,7 +1,8 @@
 """Markdown tables for the chapters' pages: generic rows, and the claims table every Findings section opens with."""
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 __all__ = ["markdown_table", "claim_value", "claims_markdown"]
 

@@ -6,8 +6,9 @@ chapters' results; :func:`toc_chapters` lists the chapters that record claims.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..resources import env_path
 

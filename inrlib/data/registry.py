@@ -29,9 +29,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from ..io import atomic_write, cache_dir
 from ..resources import env_flag, env_path

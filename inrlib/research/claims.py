@@ -5,7 +5,7 @@ with its source (paper, table / figure / section, row) and, for a sentence, the 
 else in the library or the book types in a paper's number: chapters call :func:`paper_value` or
 :func:`claim`.
 
-A chapter records what it found as a list of claim records (DESIGN.md, "Claims as data") under
+A chapter records what it found as a list of claim records under
 ``numbers.claims`` of its results file::
 
     {"id": "000.table3.psnr.mpe_fine", "paper": "000", "statement": "...", "paper_value": 41.5,
@@ -18,7 +18,8 @@ comes from :data:`PAPER_VALUES`), :func:`check_claims` validates a list, and
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .papers import PAPER_VALUES
 

@@ -1,52 +1,46 @@
 """One training run of a configuration, with NTK snapshots.
 
-- :class:`RunConfig`: one configuration (encoding, MLP, optimizer settings) with its source in the
-  paper (the papers' own configurations are in :mod:`inrlib.research.papers`).
-- :func:`build_model`: the ``CoordinateMLP`` of a config, seeded.
+- :class:`RunConfig`: one configuration (a :class:`~inrlib.models.ModelConfig` and the optimizer
+  settings) with its source in the paper (the papers' own configurations are in
+  :mod:`inrlib.research.papers`).
+- :func:`build_model`: the ``CoordinateMLP`` of a config, seeded (``CoordinateMLP.from_config``).
 - :func:`run`: train one config on one signal; at chosen epochs take the empirical NTK (float64),
   its spectra and rounding floors, and call a study's ``measure`` function; a run that diverges is
   reported, not raised.
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
-import functools
-import hashlib
-import json
-import pickle
-import re
 import time
-from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..io import atomic_path
-
 __all__ = ["RunConfig", "build_model", "run", "run_ensemble"]
+
+
+#: RunConfig's model settings, read through to its ModelConfig (``config.hidden``, ``replace(hidden=...)``).
+_MODEL_FIELDS = ("encoding", "hidden", "activation", "options", "output_activation", "out_features")
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """One training configuration.
+    """One training configuration: a model and how to train it.
 
-    ``encoding`` is a :func:`inrlib.models.build_encoding` dict without ``dim`` (filled in from the
-    data); ``hidden``, ``activation``, ``parameterization``, ``output_activation`` build the MLP;
-    ``optimizer``, ``lr``, ``epochs``, ``batch_size``, ``loss`` go to :func:`inrlib.train.fit` (the
-    loss is mean-reduced, see :mod:`inrlib.train`). ``source`` says where the numbers come from and
-    ``note`` what was changed from it.
+    ``model`` is a :class:`inrlib.models.ModelConfig` (or its dict) whose encoding dict leaves out
+    ``dim`` and which leaves out ``out_features`` (both come from the data). ``optimizer``, ``lr``,
+    ``epochs``, ``batch_size``, ``loss`` go to :func:`inrlib.train.fit` (the loss is mean-reduced,
+    see :mod:`inrlib.train`). ``source`` says where the numbers come from and ``note`` what was
+    changed from it. The model's settings read through: ``config.encoding``, ``config.hidden``,
+    ``config.activation``, ``config.output_activation``.
     """
 
     name: str
-    encoding: Mapping[str, Any]
+    model: Any
     label: str = ""
-    hidden: tuple[int, ...] = (512, 512)
-    activation: str = "relu"
-    parameterization: str = "ntk"
-    output_activation: str | None = None
     optimizer: str = "sgd"
     lr: float = 100.0
     epochs: int = 300
@@ -55,32 +49,66 @@ class RunConfig:
     source: str = ""
     note: str = ""
 
-    def replace(self, **changes: Any) -> "RunConfig":
-        """A copy with ``changes`` (``encoding`` entries merge into the encoding dict: pass
-        ``encoding={"resolutions": [36]}`` to change only the grid)."""
-        if "encoding" in changes:
-            changes["encoding"] = {**dict(self.encoding), **dict(changes["encoding"])}
+    def __post_init__(self):
+        from ..models import ModelConfig
+        object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
+
+    @property
+    def encoding(self) -> dict[str, Any]:
+        return self.model.encoding
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return self.model.hidden
+
+    @property
+    def activation(self) -> str:
+        return self.model.activation
+
+    @property
+    def output_activation(self) -> str | None:
+        return self.model.output_activation
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with ``changes``; the model's settings (``hidden``, ``activation``, ``options``, ...) go
+        to the model, and ``encoding`` entries merge into the encoding dict: pass
+        ``encoding={"resolutions": [36]}`` to change only the grid."""
+        model_changes = {k: changes.pop(k) for k in _MODEL_FIELDS if k in changes}
+        if "encoding" in model_changes:
+            model_changes["encoding"] = {**self.model.encoding, **dict(model_changes["encoding"])}
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise TypeError(f"RunConfig has no field(s) {sorted(unknown)}")
+            raise TypeError(f"RunConfig has no field(s) {sorted(unknown)}; its fields are "
+                            f"{[f.name for f in dataclasses.fields(self)]} and the model's {list(_MODEL_FIELDS)}")
+        if model_changes:
+            if "model" in changes:
+                raise TypeError(f"give a new model or model settings {sorted(model_changes)}, not both")
+            changes["model"] = self.model.replace(**model_changes)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["encoding"] = dict(self.encoding)
-        d["hidden"] = list(self.hidden)
+        """JSON-able and flat: ``name``, ``label``, the entries of ``model.to_dict()`` (``encoding``,
+        ``hidden``, ``activation``, ``options``, ...), the training settings, ``source``, ``note``."""
+        d: dict[str, Any] = {"name": self.name, "label": self.label, **self.model.to_dict()}
+        d.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in (*d, "model")})
         return d
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        """Read :meth:`to_dict`'s output; dicts of earlier versions (a top-level ``parameterization``,
+        no ``options``) load too. Unknown keys are refused."""
         data = dict(data)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
+        known = [f.name for f in dataclasses.fields(cls) if f.name != "model"] + list(_MODEL_FIELDS)
+        unknown = set(data) - set(known) - {"parameterization"}
         if unknown:
             raise ValueError(f"unknown RunConfig fields {sorted(unknown)}; known: {sorted(known)}")
-        data["hidden"] = tuple(int(h) for h in data.get("hidden", (512, 512)))
-        data["encoding"] = dict(data["encoding"])
-        return cls(**data)
+        model = {k: data.pop(k) for k in _MODEL_FIELDS if k in data}
+        model.setdefault("hidden", (512, 512))
+        if "parameterization" in data:                       # earlier versions: a top-level field
+            par = data.pop("parameterization")
+            if model.get("activation", "relu") in ("relu", "tanh"):
+                model["options"] = {**(model.get("options") or {}), "parameterization": par}
+        return cls(model=model, **data)
 
     @property
     def train_settings(self) -> dict[str, Any]:
@@ -90,14 +118,10 @@ class RunConfig:
 
 
 def build_model(config: RunConfig, dim: int, out_features: int, seed: int = 0) -> nn.Module:
-    """The config's ``CoordinateMLP`` for ``dim``-D inputs and ``out_features`` outputs, built after
-    ``torch.manual_seed(seed)`` (same config and seed, same weights)."""
-    from ..models import CoordinateMLP, build_encoding
-    enc = dict(config.encoding)
-    enc.setdefault("dim", dim)
-    torch.manual_seed(int(seed))
-    return CoordinateMLP(build_encoding(enc), list(config.hidden), out_features, config.activation,
-                         parameterization=config.parameterization, output_activation=config.output_activation)
+    """``CoordinateMLP.from_config(config.model, dim=dim, out_features=out_features, seed=seed)``:
+    the config's network for ``dim``-D inputs and ``out_features`` outputs, seeded."""
+    from ..models import CoordinateMLP
+    return CoordinateMLP.from_config(config.model, dim=dim, out_features=out_features, seed=seed)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -138,7 +162,7 @@ def run(config: RunConfig, coords: Tensor, targets: Tensor, *, seed: int = 0,
     diverged = None
     try:
         history = fit(model, coords.to(device), targets.to(device), **config.train_settings, seed=seed,
-                      callbacks={"snapshot": snap}, snapshot_epochs=snap_epochs, progress=False,
+                      callbacks={"snapshot": snap}, snapshot_epochs=snap_epochs, progress=None,
                       **dict(fit_kwargs or {}))
     except TrainingDiverged as err:
         history = err.history
@@ -178,13 +202,11 @@ def run_ensemble(config: RunConfig, data: Sequence[tuple[Tensor, Tensor]], *, se
                                      device, ntk_dtype)
     histories = fit_ensemble(models, [c.to(device) for c, _ in data], [t.to(device) for _, t in data],
                              **config.train_settings, seeds=[int(s) for s in seeds], callbacks={"snapshot": snap},
-                             snapshot_epochs=snap_epochs, progress=False, **dict(fit_kwargs or {}))
+                             snapshot_epochs=snap_epochs, progress=None, **dict(fit_kwargs or {}))
     seconds = time.perf_counter() - t0
     out = []
     for m, h in enumerate(histories):
-        diverged = None
-        if h.stopped and h.stopped.startswith("diverged in epoch "):
-            diverged = {"epoch": int(h.stopped.rsplit(" ", 1)[1]), "message": h.message}
+        diverged = None if h.diverged_epoch is None else {"epoch": h.diverged_epoch, "message": h.message}
         out.append({"config": config.to_dict(), "seed": int(seeds[m]), "history": h.to_dict(), "diverged": diverged,
                     "snapshots": snapshots[m], "seconds": seconds / M, "ensemble": {"members": M, "member": m}})
     return out
@@ -207,7 +229,7 @@ def _snapshotter(config: RunConfig, stores: list[dict[int, dict[str, Any]]], poi
     m_epochs = set(resolve_epochs(measure_epochs, epochs)) if measure_epochs is not None else set()
 
     def snap(model: nn.Module, epoch: int, history: Any) -> None:
-        m = history.config.get("ensemble", {}).get("member", 0)
+        m = 0 if history.member is None else history.member          # fit: None; fit_ensemble: the index
         entry: dict[str, Any] = {}
         kernels = None
         if epoch in k_epochs:

@@ -5,8 +5,10 @@ Nothing else in the library or the book types in a paper's number.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
+from ..models import ModelConfig
 from .experiments import RunConfig
 
 __all__ = ["PAPERS", "PAPER_VALUES", "TABLE2", "table2", "TABLE3", "table3", "TABLE4", "TABLE4_MESHES", "table4"]
@@ -17,9 +19,16 @@ PAPERS = {"000": "Multigrid parametric encodings vs Fourier features (Audia et a
           "002": "STAF: sinusoidal trainable activation functions"}
 
 
+def _relu_ntk(encoding: Mapping[str, Any], hidden: tuple[int, ...],
+              output_activation: str | None = None) -> ModelConfig:
+    """Paper 000's network: ReLU layers in the NTK parameterization (Appendix A.1, bias scale 0.1)."""
+    return ModelConfig(encoding, hidden, "relu", {"parameterization": "ntk", "beta": 0.1},
+                       output_activation=output_activation)
+
+
 def _t3(name: str, label: str, row: str, encoding: Mapping[str, Any]) -> RunConfig:
-    return RunConfig(name=name, label=label, encoding=encoding, hidden=(512, 512), activation="relu",
-                     parameterization="ntk", optimizer="sgd", lr=100.0, epochs=300, batch_size=32, loss="mse",
+    return RunConfig(name=name, label=label, model=_relu_ntk(encoding, (512, 512)), optimizer="sgd", lr=100.0,
+                     epochs=300, batch_size=32, loss="mse",
                      source=f"paper 000, Table 3, row {row}; Section 5 (2 x 512 ReLU) and Appendix A.1 "
                             "(NTK parameterization, SGD, MSE)")
 
@@ -43,8 +52,8 @@ def table3() -> list[RunConfig]:
 
 
 def _t2(name: str, label: str, row: str, encoding: Mapping[str, Any], lr: float, batch_size: int) -> RunConfig:
-    return RunConfig(name=name, label=label, encoding=encoding, hidden=(512, 512), activation="relu",
-                     parameterization="ntk", optimizer="sgd", lr=lr, epochs=100, batch_size=batch_size, loss="mse",
+    return RunConfig(name=name, label=label, model=_relu_ntk(encoding, (512, 512)), optimizer="sgd", lr=lr,
+                     epochs=100, batch_size=batch_size, loss="mse",
                      source=f"paper 000, Table 2 (Appendix D), row {row}: found by Optuna, 30 trials, maximizing "
                             "PSNR; Section 5 (2 x 512 ReLU) and Appendix A.1 (NTK parameterization, SGD, MSE)")
 
@@ -64,9 +73,9 @@ def table2() -> list[RunConfig]:
 
 
 def _t4(mesh: str, enc: str, label: str, encoding: Mapping[str, Any], lr: float, batch_size: int) -> RunConfig:
-    return RunConfig(name=f"{mesh}/{enc}", label=label, encoding=encoding, hidden=(256,) * 8, activation="relu",
-                     parameterization="ntk", output_activation="sigmoid", optimizer="sgd", lr=lr, epochs=4000,
-                     batch_size=batch_size, loss="bce",
+    return RunConfig(name=f"{mesh}/{enc}", label=label,
+                     model=_relu_ntk(encoding, (256,) * 8, output_activation="sigmoid"), optimizer="sgd", lr=lr,
+                     epochs=4000, batch_size=batch_size, loss="bce",
                      source=f"paper 000, Table 4 (Appendix D), row {mesh.title()} ({label}): found by Optuna minimizing "
                             "the training loss; Appendix E (8 x 256 ReLU, sigmoid output, binary cross-entropy, SGD)")
 

@@ -28,27 +28,28 @@ kernel's spectral mass lies (robust to the noise of a finite-width kernel's spec
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["expected_ntk", "predicted_bandwidth", "measured_bandwidth", "shift_invariance_error", "sine_net",
+from ...models import CoordinateMLP, ModelConfig
+
+__all__ = ["expected_ntk", "predicted_bandwidth", "measured_bandwidth", "shift_invariance_error", "sine_config",
            "layer_activations", "band_limited_signal", "lemma1_check", "tuning_sweep", "photo_sweep", "PHOTO_LR"]
 
 
-def sine_net(kind: str, width: int, depth: int, *, dim: int = 1, out: int = 1, w: float = 30.0, seed: int = 0,
-             dtype: torch.dtype = torch.float32) -> nn.Module:
-    """``"simple"`` (paper 001, ``w``) or ``"siren"`` (``w0 = w``) ``CoordinateMLP``, ``depth`` hidden
-    layers of ``width``, no encoding, seeded."""
-    from ...encodings import IdentityEncoding
-    from ...models import CoordinateMLP
+def sine_config(kind: str, width: int, depth: int, *, w: float = 30.0) -> ModelConfig:
+    """``"simple"`` (paper 001's ``simple_sine``, first-layer frequency ``w``) or ``"siren"`` (``sine``,
+    ``w0 = w``): ``depth`` hidden layers of ``width``, no encoding. Build it with
+    ``CoordinateMLP.from_config(sine_config(...), dim=d, seed=s)``."""
     if kind not in ("simple", "siren"):
         raise ValueError(f"kind must be 'simple' or 'siren', got {kind!r}")
-    torch.manual_seed(seed)
-    act = {"simple": "simple_sine", "siren": "sine"}[kind]
-    return CoordinateMLP(IdentityEncoding(dim), [width] * depth, out, act, w=w, w0=w).to(dtype)
+    if kind == "simple":
+        return ModelConfig({"type": "identity"}, (width,) * depth, "simple_sine", {"w": w})
+    return ModelConfig({"type": "identity"}, (width,) * depth, "sine", {"w0": w})
 
 
 def expected_ntk(x: Tensor, x2: Tensor | None = None, *, w: float, width: int) -> Tensor:
@@ -195,9 +196,10 @@ def tuning_sweep(max_frequencies: Sequence[float], ws: Sequence[float], *, n_tra
     rows = []
     for k, f in enumerate(max_frequencies):
         y, ym, yf = (band_limited_signal(v, f, seed=seed + k) for v in (x, mid, fine))
-        models = [sine_net("simple", width, depth, w=w, seed=seed).to(dev) for w in ws]
+        models = [CoordinateMLP.from_config(sine_config("simple", width, depth, w=w), dim=1, seed=seed).to(dev)
+                  for w in ws]
         hists = fit_ensemble(models, on_dev(x), on_dev(y), epochs=epochs, lr=lr,
-                             optimizer="adam", batch_size=None, progress=False, data_range=2.0)
+                             optimizer="adam", batch_size=None, progress=None, data_range=2.0)
         for w, m, h in zip(ws, models, hists):
             with torch.no_grad():
                 pm = m(on_dev(mid)).double().cpu().numpy().ravel()
@@ -220,20 +222,21 @@ def photo_sweep(image: str, side: int, ws: Mapping[str, Sequence[float]], *, wid
                 seed: int = 0, device: torch.device | str = "cpu") -> list[dict[str, Any]]:
     """SIREN and the simple network on a photo (grayscale, ``side`` px) for each of their ``w`` values
     (members of one ensemble per kind), Adam full batch at ``lrs[kind]``: final training and held-out PSNR (pixels halfway
-    between the training pixels, :func:`inrlib.book.studies.scaling.image_data`), and the first epoch and
+    between the training pixels, :func:`inrlib.data.image_split`), and the first epoch and
     the wall time at which the training PSNR reaches ``target_psnr``. The networks train on
     ``device``; the rows hold host arrays."""
+    from ...data import image_split
     from ...metrics import psnr
     from ...train import fit_ensemble
-    from .scaling import image_data
     dev = torch.device(device)
-    d = image_data(image, side, grayscale=True, heldout=(2 * side - 1) ** 2)
+    d = image_split(image, side, grayscale=True, heldout=(2 * side - 1) ** 2)
     coords, held_coords = d["coords"].to(dev), d["held_coords"].to(dev)
     rows = []
     for kind, values in ws.items():
-        models = [sine_net(kind, width, depth, dim=2, w=w, seed=seed).to(dev) for w in values]
+        models = [CoordinateMLP.from_config(sine_config(kind, width, depth, w=w), dim=2, seed=seed).to(dev)
+                  for w in values]
         hists = fit_ensemble(models, coords, d["targets"].to(dev), epochs=epochs, lr=lrs[kind], optimizer="adam",
-                             batch_size=None, progress=False)
+                             batch_size=None, progress=None)
         for w, m, h in zip(values, models, hists):
             with torch.no_grad():
                 held = float(psnr(m(held_coords).double().cpu(), d["held_targets"].double()))

@@ -15,19 +15,20 @@ antialiased) to ``side x side`` RGB pixels (:func:`inrlib.data.load_image`), all
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from ...ntk.spectra import mean_resampled, ordered_fraction
 from ...research.claims import claim, verdict_from_difference
-from ...research.papers import PAPER_VALUES, TABLE2
 from ...research.experiments import RunConfig, run_ensemble
-from ...spectra import mean_resampled, ordered_fraction
-from .scaling import TOLERANCES, setting_text
+from ...research.papers import PAPER_VALUES, TABLE2
+from .common import TOLERANCES, kernel_dtype, ms_ssim_clamped, psnr64, setting_text
 
 __all__ = ["ENCODINGS", "LR_READINGS", "table2_configs", "image_list", "imagenet_task", "summarize", "per_image", "mean_spectra", "spectrum_order",
-           "imagenet_claims", "SEARCH_SPACE", "space_rows", "suggest", "tune_task", "setting_text"]
+           "imagenet_claims", "SEARCH_SPACE", "space_rows", "suggest", "tune_task"]
 
 #: Table 2's rows in the paper's order.
 ENCODINGS = tuple(TABLE2)
@@ -103,20 +104,19 @@ def imagenet_task(name: str, config: Mapping[str, Any], images: Sequence[str], s
     spectrum (``"total"``) and its rounding floor. Returns one result per photo: :func:`run`'s
     fields plus ``name``, ``path``, ``shape``, ``truth``, ``prediction`` (final), ``psnr`` (of the
     final output against the photo, all pixels), ``psnr_heldout`` (at pixels halfway between the
-    training pixels, all of them, read from the photo at ``2 side - 1`` px: :func:`inrlib.book.studies.scaling.image_data`),
+    training pixels, all of them, read from the photo at ``2 side - 1`` px: :func:`inrlib.data.image_split`),
     ``msssim`` and ``msssim_scales`` (of the output clamped to ``[0, 1]``), ``NaN`` for a network
     that diverged.
     """
-    from .scaling import image_data
-    if ntk_dtype not in ("float64", "float32"):
-        raise ValueError(f"ntk_dtype must be 'float64' or 'float32', got {ntk_dtype!r}")
+    from ...data import image_split
+    dtype = kernel_dtype(ntk_dtype)
     if len(images) != len(seeds):
         raise ValueError(f"one seed per image: {len(images)} images, {len(seeds)} seeds")
     cfg = RunConfig.from_dict(config)
-    loaded = [image_data(p, int(side), heldout=(2 * int(side) - 1) ** 2) for p in images]   # all between-pixels
+    loaded = [image_split(p, int(side), heldout=(2 * int(side) - 1) ** 2) for p in images]   # all between-pixels
     results = run_ensemble(cfg, [(d["coords"], d["targets"]) for d in loaded], seeds=list(seeds),
                            ntk_epochs=list(ntk_epochs), measure_epochs="end", measure=[_FinalPrediction(d) for d in loaded],
-                           device=device, ntk_dtype=getattr(torch, ntk_dtype))
+                           device=device, ntk_dtype=dtype)
     for r, path, d in zip(results, images, loaded):
         truth = d["targets"].numpy().reshape(d["shape"]).astype(np.float32)
         end = r["snapshots"].get(cfg.epochs, {}).get("measure") if r["diverged"] is None else None
@@ -124,24 +124,11 @@ def imagenet_task(name: str, config: Mapping[str, Any], images: Sequence[str], s
                   "prediction": end["prediction"] if end else None, "psnr": float("nan"), "msssim": float("nan"),
                   "msssim_scales": 0, "psnr_heldout": float("nan"), "n_heldout": int(d["held_coords"].shape[0])})
         if end:
-            r["psnr"] = _psnr(end["prediction"], truth)
-            r["msssim"], r["msssim_scales"] = _ms_ssim(end["prediction"], truth)
+            r["psnr"] = psnr64(end["prediction"], truth)
+            r["msssim"], r["msssim_scales"] = ms_ssim_clamped(end["prediction"], truth)
             if r["n_heldout"]:
-                r["psnr_heldout"] = _psnr(end["heldout"], d["held_targets"].numpy())
+                r["psnr_heldout"] = psnr64(end["heldout"], d["held_targets"].numpy())
     return results
-
-
-def _psnr(pred: np.ndarray, truth: np.ndarray) -> float:
-    from ...metrics import psnr
-    return float(psnr(torch.from_numpy(pred).double(), torch.from_numpy(truth).double()))
-
-
-def _ms_ssim(pred: np.ndarray, truth: np.ndarray) -> tuple[float, int]:
-    from ...metrics import ms_ssim
-    p = torch.from_numpy(np.clip(pred, 0, 1)).double().permute(2, 0, 1)[None]
-    t = torch.from_numpy(truth).double().permute(2, 0, 1)[None]
-    value, scales = ms_ssim(p, t, return_scales=True)
-    return float(value), int(scales)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,7 +197,7 @@ def imagenet_claims(rows: Sequence[Mapping[str, Any]], images: Sequence[Mapping[
     """The claim records of the ImageNet study.
 
     Rules, stated here once and on the page: a mean PSNR within 1 dB of Table 2 holds, within 3 dB
-    approximately, else differs; MS-SSIM within 0.05 / 0.15 (:data:`inrlib.book.studies.scaling.TOLERANCES`).
+    approximately, else differs; MS-SSIM within 0.05 / 0.15 (:data:`inrlib.book.studies.common.TOLERANCES`).
     ``000.table2.psnr_order``: the mean PSNRs ordered MPE > FFE > baseline holds when the order also
     holds on at least 90 % of the photos (approximately: on average only, or on >= 50 %).
     ``000.fig5a.order``: the mean end-of-training spectra ordered MPE > FFE > baseline at >= 90 % of the
@@ -267,7 +254,8 @@ def imagenet_claims(rows: Sequence[Mapping[str, Any]], images: Sequence[Mapping[
 
 #: The search space, per encoding type: ``(parameter, kind, low, high, log)``. The paper says only
 #: that the tuner chose "learning rate, batch size, and encoding specific parameters"; the ranges
-#: are ours, wide around Table 2's values (the learning rate's covers both of :data:`LR_READINGS`), and the grid is limited as Table 4 limits its grids
+#: are ours, wide around Table 2's values (the learning rate's covers both of :data:`LR_READINGS`), and the grid is
+#: limited as Table 4 limits its grids
 #: (at most 3 levels and 3 features per node).
 SEARCH_SPACE: dict[str, list[tuple[str, str, float, float, bool]]] = {
     "common": [("lr", "float", 0.01, 300.0, True), ("batch_size", "int", 8, 256, True)],
@@ -321,7 +309,7 @@ def tune_task(name: str, image: str, side: int, epochs: int, n_trials: int, stor
     def objective(cfg: RunConfig) -> float:
         model = build_model(cfg, 2, int(targets.shape[1]), seed).to(device)
         try:
-            h = fit(model, coords, targets, **cfg.train_settings, seed=seed, progress=False)
+            h = fit(model, coords, targets, **cfg.train_settings, seed=seed, progress=None)
         except TrainingDiverged:
             return float("nan")
         return h.psnr[-1]

@@ -2,6 +2,7 @@ r"""Paper 000's occupancy study (Section 5 "OccupancyNet Analysis", Appendix E, 
 implicit surfaces of Stanford scans with no encoding, Fourier features and a multigrid encoding.
 
 - :func:`mesh_list`: the meshes asked for (names or paths), each with the Table 4 row it uses;
+- :func:`load_meshes`: those that can be used, each refusal reported (a missing mesh is an error);
 - :func:`table4_configs`: that row's three networks at a chosen size and length;
 - :func:`occupancy_task`: one network on one mesh (a sweep task): training on points drawn anew
   every epoch, NTK spectra at chosen epochs, held-out IoU curves, and at the end the extracted
@@ -26,20 +27,24 @@ Chamfer-L1 (:func:`inrlib.render.chamfer_l1`) between the marching-cubes surface
 """
 from __future__ import annotations
 
+import os
 import re
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from ...ntk.spectra import compare_at, mean_log_spectrum, mean_resampled, ordered_fraction
 from ...research.claims import claim
-from ...research.papers import TABLE4, TABLE4_MESHES
 from ...research.experiments import RunConfig, run
-from ...spectra import compare_at, mean_log_spectrum, mean_resampled, ordered_fraction
-from .scaling import setting_text
+from ...research.papers import TABLE4, TABLE4_MESHES
+from .common import kernel_dtype, setting_text
 
-__all__ = ["ENCODINGS", "LABELS", "logits", "mesh_list", "table4_configs", "occupancy_task", "summarize", "mean_spectra",
+__all__ = ["ENCODINGS", "LABELS", "logits", "mesh_list", "load_meshes",
+           "table4_configs", "occupancy_task", "summarize", "mean_spectra",
            "occupancy_claims", "CAMERA"]
 
 ENCODINGS = ("baseline", "ffe", "mpe")
@@ -69,6 +74,53 @@ def mesh_list(meshes: str | Sequence[str]) -> list[dict[str, str]]:
         note = "" if row else f"not in Table 4: the {DEFAULT_ROW.title()}'s row"
         out.append({"spec": str(spec), "name": name, "row": row or DEFAULT_ROW, "row_note": note})
     return out
+
+
+def load_meshes(meshes: str | Sequence[str], *, repair: bool = False,
+                skip_missing: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
+    """Read every mesh of :func:`mesh_list` ``(meshes)`` with :func:`inrlib.data.load_mesh` (``repair``
+    passed on).
+
+    Returns ``(rows, problems)``: ``rows`` the meshes that can be used (:func:`mesh_list`'s fields plus
+    ``faces``, ``extent`` (normalized, ``"x x y x z"``) and ``source``), ``problems`` one ``"<mesh>: <reason>"``
+    per mesh left out. A mesh refused by ``load_mesh`` (empty, not watertight, unreadable) is left out;
+    a missing one (no such file, a name inrlib cannot fetch) is an error unless ``skip_missing``. Each
+    problem is also printed to stderr as it happens (papermill's ``--log-output`` and the book pipeline
+    show it in the terminal).
+
+    Raises:
+        FileNotFoundError: a mesh is missing and ``skip_missing`` is False (every missing one listed).
+        ValueError: no mesh is left (every reason listed).
+    """
+    from ...data import list_meshes, load_mesh
+
+    rows, problems, missing = [], [], []
+    for m in mesh_list(meshes):
+        spec = m["spec"]
+        try:
+            mesh = load_mesh(spec, repair=repair)
+        except (ValueError, FileNotFoundError, IsADirectoryError) as err:
+            absent = not Path(os.path.expanduser(spec)).exists() and spec.strip().lower() not in list_meshes()
+            if absent:
+                missing.append(f"{spec}: {err}")
+            what = "is missing" if absent else "was refused"
+            left = "; left out (skip_missing=True)" if absent and skip_missing else ""
+            print(f"occupancy: mesh {spec!r} {what}: {err}{left if absent else '; left out'}", file=sys.stderr,
+                  flush=True)
+            problems.append(f"{spec}: {err}")
+            continue
+        ext = mesh.bounds[1] - mesh.bounds[0]
+        rows.append({**m, "faces": len(mesh.faces), "extent": " x ".join(f"{v:.2f}" for v in ext),
+                     "source": mesh.metadata.get("source", spec)})
+    if missing and not skip_missing:
+        raise FileNotFoundError(f"{len(missing)} of the meshes {meshes!r} not found:\n"
+                                + "\n".join(f"- {p}" for p in missing)
+                                + "\nfix the name or path, or pass skip_missing=True to leave them out")
+    if not rows:
+        hint = "" if repair else "; a mesh that is not watertight may pass with repair=True"
+        raise ValueError(f"none of the meshes {meshes!r} could be used:\n" + "\n".join(f"- {p}" for p in problems)
+                         + hint)
+    return rows, problems
 
 
 def table4_configs(row: str, *, epochs: int | None = None, batch_size: int | None = None,
@@ -145,7 +197,8 @@ def _held_iou(model, held: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> d
 def occupancy_task(name: str, config: Mapping[str, Any], mesh: str, seed: int, pool_points: int,
                    points_per_epoch: int, ntk_points: int, ntk_epochs: Sequence[int], eval_points: int,
                    eval_every: int, resolution: int, chamfer_points: int, render_size: int,
-                   device: str = "cpu", ntk_dtype: str = "float64", surface: bool = True) -> dict[str, Any]:
+                   device: str = "cpu", ntk_dtype: str = "float64", surface: bool = True,
+                   repair: bool = False) -> dict[str, Any]:
     """One occupancy network on one mesh (a sweep task; arguments are plain data; see the module
     notes for the sampling and the metrics).
 
@@ -153,14 +206,13 @@ def occupancy_task(name: str, config: Mapping[str, Any], mesh: str, seed: int, p
     (``{"epochs", "uniform", "near"}``, held-out IoU every ``eval_every`` epochs and at the end),
     ``final`` (the last measure: ``iou``, ``chamfer``, ``render`` or ``no_surface``) and
     ``truth_render`` (the true mesh from the same camera). ``surface=False`` skips the level set,
-    Chamfer and renders (a control run: only the IoUs).
+    Chamfer and renders (a control run: only the IoUs). ``repair`` is :func:`inrlib.data.load_mesh`'s.
     """
     from ...data import load_mesh, occupancy_samples
     from ...render import render
-    if ntk_dtype not in ("float64", "float32"):
-        raise ValueError(f"ntk_dtype must be 'float64' or 'float32', got {ntk_dtype!r}")
+    dtype = kernel_dtype(ntk_dtype)
     cfg = RunConfig.from_dict(config)
-    m = load_mesh(mesh)
+    m = load_mesh(mesh, repair=repair)
     pool_x, pool_y = occupancy_samples(m, int(pool_points), seed=seed, box="mesh")
     probe, _ = occupancy_samples(m, int(ntk_points), seed=seed + 1, box="mesh")
     held = {"uniform": occupancy_samples(m, int(eval_points), seed=seed + 2, box="mesh"),
@@ -186,8 +238,8 @@ def occupancy_task(name: str, config: Mapping[str, Any], mesh: str, seed: int, p
     result = run(cfg, first[0], first[1], seed=seed, ntk_epochs=list(ntk_epochs), ntk_points=probe,
                  measure_epochs="end",
                  measure=_Surface(m, held, int(resolution), int(chamfer_points), int(render_size), seed, probe,
-                                  getattr(torch, ntk_dtype), surface),
-                 device=device, ntk_dtype=getattr(torch, ntk_dtype),
+                                  dtype, surface),
+                 device=device, ntk_dtype=dtype,
                  # the epoch's own points are fresh: their loss after the step adds a forward pass and little
                  # information, so the history keeps the running loss; held-out IoUs come from eval_fn
                  fit_kwargs={"resample": lambda epoch, gen: draw(gen), "eval_fn": eval_fn, "full_eval": False})

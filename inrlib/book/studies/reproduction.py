@@ -10,17 +10,18 @@ turns problems into an error, so the table is never built from partial or stale 
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
-from ..runtime import results_dir
-from ..toc import GATHERING, book_toc, sources_dir, toc_chapters  # noqa: F401 (the chapters call them as R.*)
+from ...io import read_json
 from ...research.claims import VERDICTS, check_claims
 from ...research.papers import PAPER_VALUES, PAPERS
-from ...io import read_json
+from ..runtime import results_dir
+from ..toc import GATHERING, book_toc, sources_dir, toc_chapters  # noqa: F401 (the chapters call them as R.*)
 
 __all__ = ["GATHERING", "DATA_KEYS", "PAPERS", "ReproductionError", "book_toc", "sources_dir", "toc_chapters", "gather", "covers",
-           "missing_claims", "counts_by_paper", "require_complete", "chapter_title", "claims_html", "plot_counts"]
+           "missing_claims", "counts_by_paper", "require_complete", "chapter_title", "claims_html"]
 
 #: Chapter parameters that name the data a chapter ran on (shown beside its claims).
 DATA_KEYS = ("image", "imagenet_root", "n_images", "n_synsets", "meshes", "side", "resolution")
@@ -188,24 +189,3 @@ def claims_html(rows: Sequence[Mapping[str, Any]], titles: Mapping[str, str]) ->
             f"<tr class='inrlib-claim-note'><td colspan='5' style='border-top:none; padding-top:0'><small>"
             f"<em>How it was judged:</em> {_esc(r['note']) or '-'}</small></td></tr>")
     return head + "".join(body) + "</tbody></table>"
-
-
-def plot_counts(ax, counts: Mapping[str, Mapping[str, int]]) -> None:
-    """Stacked horizontal bars: one per paper of :data:`PAPERS`, one segment per verdict."""
-    colours = {"holds": "#2da44e", "approximately": "#d4a72c", "differs": "#fb8f44", "fails": "#cf222e",
-               "not tested": "#afb8c1"}
-    papers = [p for p in PAPERS if sum(counts.get(p, {}).values())]
-    labelled: set[str] = set()
-    for y, p in enumerate(papers):
-        left = 0
-        for v in VERDICTS:
-            n = counts[p][v]
-            if n:
-                ax.barh(y, n, left=left, color=colours[v], edgecolor="white", label=None if v in labelled else v)
-                labelled.add(v)
-                ax.text(left + n / 2, y, str(n), ha="center", va="center", fontsize=9)
-                left += n
-    ax.set_yticks(range(len(papers)), [f"paper {p}" for p in papers])
-    ax.invert_yaxis()
-    ax.set_xlabel("claims")
-    ax.legend(ncols=len(VERDICTS), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35), frameon=False)

@@ -4,34 +4,35 @@ What the chapter computes, as functions:
 
 - :func:`scaled_configs`: Table 3's six configurations at a chosen image size (grid resolutions
   scaled with the image, so coarse < pixels per side < fine), lr, epochs and batch;
-- :func:`image_data`: the photo's pixels and held-out pixels *between* them (the midpoints of the
-  training grid, read from the same photo at ``2 side - 1`` pixels);
+- the photo's pixels and held-out pixels *between* them come from :func:`inrlib.data.image_split`;
 - :func:`probe_task` / :func:`choose_lr`: which learning rate of a ladder trains all six (Table 3's lr
   100 diverges with a mean-reduced loss);
 - :func:`scaling_task`: one encoding's run (a sweep task): training with NTK snapshots, the
   reconstructions, the kernel-regression predictions of Eq. 5 with the NTK at init and at the end,
   the learned grid values and the activation regions;
-- :func:`summarize` and :func:`scaling_claims`: the tables and the claim records;
-- figure functions for the chapter.
+- :func:`summarize` and :func:`scaling_claims`: the tables and the claim records (tolerances:
+  :data:`inrlib.book.studies.common.TOLERANCES`).
 """
 from __future__ import annotations
 
-import functools
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ...data import image_split
+from ...ntk.spectra import compare_at, percentile_eigenvalue
 from ...research.claims import claim, verdict_from_difference
-from ...research.papers import PAPER_VALUES, TABLE3
 from ...research.experiments import RunConfig, run
-from ...spectra import compare_at, percentile_eigenvalue
+from ...research.papers import PAPER_VALUES, TABLE3
+from .common import TOLERANCES, kendall_tau, kernel_dtype, ms_ssim_clamped, psnr64, setting_text
 
-__all__ = ["ENCODINGS", "KINDS", "scaled_configs", "image_data", "probe_task", "choose_lr", "scaling_task",
+__all__ = ["ENCODINGS", "KINDS", "scaled_configs", "probe_task", "choose_lr", "scaling_task",
            "activation_regions", "grid_values", "loss_below_epoch", "summarize", "scaling_claims",
-           "LR_LADDER", "TOLERANCES", "kendall_tau", "setting_text"]
+           "LR_LADDER"]
 
 #: Table 3's rows, in the paper's order.
 ENCODINGS = tuple(TABLE3)
@@ -40,8 +41,6 @@ KINDS = {"baseline": "none", "ffe_low": "ffe", "ffe_mid": "ffe", "ffe_high": "ff
          "mpe_fine": "mpe"}
 #: Learning rates tried, largest first, when the chapter is not given one: Table 3's 100, then down.
 LR_LADDER = (100.0, 30.0, 10.0, 3.0, 1.0)
-#: Verdict tolerances for numbers compared with the paper's: (holds within, approximately within).
-TOLERANCES = {"dB": (1.0, 3.0), "msssim": (0.05, 0.15), "orders": (0.5, 1.5)}
 #: Activation regions are also counted on a grid this many times finer per axis than the pixels.
 DENSE_FACTOR = 4
 #: Paper 000's grids per image side (Table 3's coarse and fine MPE); the paper does not state its image
@@ -83,35 +82,6 @@ def scaled_configs(side: int, *, lr: float, epochs: int, batch_size: int | None,
     return out
 
 
-@functools.lru_cache(maxsize=8)
-def _load(image: str, side: int, grayscale: bool):
-    from ...data import load_image
-    return load_image(image, side, grayscale=grayscale)
-
-
-def image_data(image: str, side: int, *, grayscale: bool = False, heldout: int = 1024, seed: int = 0) -> dict[str, Any]:
-    """The training pixels of ``image`` at ``side x side`` and up to ``heldout`` held-out pixels between them.
-
-    The held-out pixels come from the same photo resized to ``2 side - 1`` pixels: its even rows and
-    columns sit exactly on the training coordinates, every other pixel lies halfway between
-    training pixels (``heldout`` of those are drawn with ``seed``; 0 keeps none).
-    Returns ``{"coords", "targets", "shape", "held_coords", "held_targets"}``.
-    """
-    coords, targets, shape = _load(image, int(side), bool(grayscale))
-    out = {"coords": coords, "targets": targets, "shape": shape}
-    fine_side = 2 * int(side) - 1
-    if heldout and fine_side > 1:
-        fc, ft, _ = _load(image, fine_side, bool(grayscale))
-        rows, cols = np.divmod(np.arange(fine_side * fine_side), fine_side)
-        between = np.flatnonzero((rows % 2 == 1) | (cols % 2 == 1))
-        rng = np.random.default_rng(seed)
-        pick = np.sort(rng.choice(between, size=min(int(heldout), between.size), replace=False))
-        out["held_coords"], out["held_targets"] = fc[pick], ft[pick]
-    else:
-        out["held_coords"], out["held_targets"] = coords[:0], targets[:0]
-    return out
-
-
 # ----------------------------------------------------------------------------------------------
 # the learning rate
 # ----------------------------------------------------------------------------------------------
@@ -122,14 +92,14 @@ def probe_task(name: str, config: Mapping[str, Any], image: str, side: int, gray
     from ...research.experiments import build_model
     from ...train import TrainingDiverged, fit
     cfg = RunConfig.from_dict(config)
-    data = image_data(image, side, grayscale=grayscale, heldout=0)
+    data = image_split(image, int(side), grayscale=grayscale, heldout=0)
     model = build_model(cfg, 2, data["shape"][2], seed).to(device)
     try:
-        h = fit(model, data["coords"], data["targets"], **cfg.train_settings, seed=seed, progress=False)
+        h = fit(model, data["coords"], data["targets"], **cfg.train_settings, seed=seed, progress=None)
         return {"diverged": False, "epoch": None, "loss": h.full_loss[-1], "psnr": h.psnr[-1]}
     except TrainingDiverged as err:
         return {"diverged": True, "epoch": err.epoch, "loss": err.loss_value, "psnr": None,
-                "message": str(err).split(". ")[0]}
+                "message": str(err)}
 
 
 def choose_lr(configs: Sequence[RunConfig], run_probe, ladder: Sequence[float] = LR_LADDER,
@@ -190,11 +160,6 @@ def grid_values(model: nn.Module) -> list[np.ndarray]:
             if t.shape[0] == r * r]
 
 
-def _psnr(pred: Tensor, truth: Tensor) -> float:
-    from ...metrics import psnr
-    return float(psnr(pred.double(), truth.double()))
-
-
 class _Measure:
     """What :func:`scaling_task` records at each snapshot (the ``measure`` of :func:`inrlib.research.experiments.run`)."""
 
@@ -210,9 +175,9 @@ class _Measure:
         with torch.no_grad():
             f_train, f_held = model(X).detach().cpu(), model(Xh).detach().cpu()
         out: dict[str, Any] = {"prediction": f_train.numpy().reshape(d["shape"]).astype(np.float32),
-                               "psnr_train": _psnr(f_train, d["targets"])}
+                               "psnr_train": psnr64(f_train, d["targets"])}
         if Xh.shape[0]:
-            out["psnr_heldout"] = _psnr(f_held, d["held_targets"])
+            out["psnr_heldout"] = psnr64(f_held, d["held_targets"])
         if epoch == 0:
             self.f0 = (f_train.double(), f_held.double())
         if self.regression and kernels is not None and (epoch == 0 or final) and self.f0 is not None:
@@ -222,9 +187,9 @@ class _Measure:
             pred = kernel_regression(K, d["targets"].double(), self.t_flow, K_test=torch.cat([K, K_held]),
                                      f0_train=f0_train, f0_test=torch.cat([f0_train, f0_held])).cpu()
             n = K.shape[0]
-            out["kr_psnr_train"] = _psnr(pred[:n], d["targets"])
+            out["kr_psnr_train"] = psnr64(pred[:n], d["targets"])
             if Xh.shape[0]:
-                out["kr_psnr_heldout"] = _psnr(pred[n:], d["held_targets"])
+                out["kr_psnr_heldout"] = psnr64(pred[n:], d["held_targets"])
             out["kr_prediction"] = pred[:n].numpy().reshape(d["shape"]).astype(np.float32)
         if final:
             out["grid_values"] = grid_values(model)
@@ -253,17 +218,16 @@ def scaling_task(name: str, config: Mapping[str, Any], image: str, side: int, gr
     (default) or ``"float32"``.
     """
     from ...ntk import gradient_flow_time
-    if ntk_dtype not in ("float64", "float32"):
-        raise ValueError(f"ntk_dtype must be 'float64' or 'float32', got {ntk_dtype!r}")
+    dtype = kernel_dtype(ntk_dtype)
     cfg = RunConfig.from_dict(config)
-    data = image_data(image, side, grayscale=grayscale, heldout=heldout, seed=seed)
+    data = image_split(image, int(side), grayscale=grayscale, heldout=int(heldout), seed=seed)
     n, channels = data["coords"].shape[0], data["shape"][2]
     bs = n if cfg.batch_size is None else min(int(cfg.batch_size), n)
     steps = cfg.epochs * math.ceil(n / bs)
     t_flow = gradient_flow_time(cfg.lr, steps, n, channels)
     groups = ("total", "mlp") if cfg.encoding.get("type") in ("multigrid", "hashgrid") else ("total",)
     result = run(cfg, data["coords"], data["targets"], seed=seed, ntk_epochs=list(ntk_epochs), ntk_groups=groups,
-                 measure=_Measure(data, t_flow, regression), device=device, ntk_dtype=getattr(torch, ntk_dtype))
+                 measure=_Measure(data, t_flow, regression), device=device, ntk_dtype=dtype)
     result.update({"name": name, "shape": data["shape"], "t_flow": t_flow, "steps": steps,
                    "truth": data["targets"].numpy().reshape(data["shape"]).astype(np.float32),
                    "n_heldout": int(data["held_coords"].shape[0])})
@@ -281,15 +245,6 @@ def loss_below_epoch(history: Mapping[str, Any], threshold: float = 1e-3) -> int
         if value < threshold:
             return int(epoch)
     return None
-
-
-def _ms_ssim(pred: np.ndarray, truth: np.ndarray) -> tuple[float, int]:
-    """MS-SSIM of the clamped reconstruction and the number of scales it used."""
-    from ...metrics import ms_ssim
-    p = torch.from_numpy(np.clip(pred, 0, 1)).double().permute(2, 0, 1)[None]
-    t = torch.from_numpy(truth).double().permute(2, 0, 1)[None]
-    value, scales = ms_ssim(p, t, return_scales=True)
-    return float(value), int(scales)
 
 
 def summarize(results: Mapping[str, Mapping[str, Any]], threshold: float = 1e-3) -> list[dict[str, Any]]:
@@ -320,32 +275,9 @@ def summarize(results: Mapping[str, Mapping[str, Any]], threshold: float = 1e-3)
                "seconds": r["seconds"]}
         row["setting"] = setting_text(cfg["encoding"])
         if "prediction" in m:
-            row["msssim"], row["msssim_scales"] = _ms_ssim(m["prediction"], r["truth"])
+            row["msssim"], row["msssim_scales"] = ms_ssim_clamped(m["prediction"], r["truth"])
         rows.append(row)
     return rows
-
-
-def setting_text(encoding: Mapping[str, Any]) -> str:
-    """A short description of an encoding dict: ``"none"``, ``"L = 8"``, ``"100 nodes, k = 2"``."""
-    kind = encoding.get("type")
-    if kind == "identity":
-        return "none"
-    if kind == "fourier":
-        return f"L = {encoding.get('levels')}"
-    if kind == "multigrid":
-        res = encoding.get("resolutions", [])
-        return f"{', '.join(map(str, res))} nodes per side, k = {encoding.get('features', 2)}"
-    return str(kind)
-
-
-def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
-    """Kendall's rank correlation of two equally long sequences (1: same order; -1: reversed)."""
-    from scipy.stats import kendalltau
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    keep = np.isfinite(a) & np.isfinite(b)
-    if keep.sum() < 2:
-        return float("nan")
-    return float(kendalltau(a[keep], b[keep]).statistic)
 
 
 def _end(results, name, group="total"):
@@ -566,7 +498,8 @@ def scaling_claims(results: Mapping[str, Mapping[str, Any]], rows: Sequence[Mapp
         verdict = "holds" if ratio <= 2 else "approximately" if ratio <= 4 else "differs"
         points = by[which[0]]["dense_points" if key == "regions_dense" else "pixels"]
         saturated = max(counts.values()) >= 0.95 * points
-        note = (f"regions over {points} points ({'a grid ' + str(DENSE_FACTOR) + 'x finer than the pixels' if key == 'regions_dense' else 'the pixels'}): "
+        where = f"a grid {DENSE_FACTOR}x finer than the pixels" if key == "regions_dense" else "the pixels"
+        note = (f"regions over {points} points ({where}): "
                 + ", ".join(f"{by[n]['label']} {v}" for n, v in counts.items())
                 + "; holds when the largest count is within 2x of the smallest, approximately within 4x. ")
         if saturated:

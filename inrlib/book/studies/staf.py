@@ -25,13 +25,16 @@ absorbs ``A`` (``W_{l+1} A``), so a STAF network *is* a sine network of width ``
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["laplace_variance", "post_activation_draws", "net", "ks_against_normal", "sine_equivalent",
+from ...models import CoordinateMLP, ModelConfig
+
+__all__ = ["laplace_variance", "post_activation_draws", "network_config", "ks_against_normal", "sine_equivalent",
            "run_equivalent", "NETWORKS", "train_and_kernels"]
 
 
@@ -52,26 +55,32 @@ def post_activation_draws(init: str, tau: int, z: float, draws: int, seed: int =
         return act(torch.full((1, draws), float(z))).double().numpy().ravel()
 
 
-#: The networks of the comparison: label -> CoordinateMLP arguments (besides widths).
+#: The networks of the comparison: label -> their ModelConfig settings besides the widths (and, for
+#: STAF and SIREN, besides tau / w0 / sharing, see :func:`network_config`).
 NETWORKS = {
-    "STAF": {"activation": "staf", "encoding": {"type": "identity"}, "staf_init": "normal"},
-    "STAF (Laplace init)": {"activation": "staf", "encoding": {"type": "identity"}, "staf_init": "laplace"},
+    "STAF": {"activation": "staf", "encoding": {"type": "identity"}, "options": {"init": "normal"}},
+    "STAF (Laplace init)": {"activation": "staf", "encoding": {"type": "identity"}, "options": {"init": "laplace"}},
     "SIREN": {"activation": "sine", "encoding": {"type": "identity"}},
-    "simple sine": {"activation": "simple_sine", "encoding": {"type": "identity"}, "w": 10.0},
+    "simple sine": {"activation": "simple_sine", "encoding": {"type": "identity"}, "options": {"w": 10.0}},
     "ReLU + FFE": {"activation": "relu", "encoding": {"type": "fourier", "levels": 8}},
     "ReLU + MPE": {"activation": "relu", "encoding": {"type": "multigrid", "resolutions": [16, 64], "features": 2}},
 }
 
 
-def net(label: str, width: int, depth: int, *, dim: int = 2, out: int = 1, tau: int = 5, w0: float = 30.0,
-        seed: int = 0, dtype: torch.dtype = torch.float32, shared: bool = False) -> nn.Module:
-    """One network of :data:`NETWORKS`, ``depth`` hidden layers of ``width``, seeded."""
-    from ...models import CoordinateMLP
-    spec = dict(NETWORKS[label])
-    enc = {**spec.pop("encoding"), "dim": dim}
-    torch.manual_seed(seed)
-    return CoordinateMLP(enc, [width] * depth, out, spec.pop("activation"), tau=tau, w0=w0,
-                         staf_shared=shared, **spec).to(dtype)
+def network_config(label: str, width: int, depth: int, *, tau: int = 5, w0: float = 30.0,
+                   shared: bool = False) -> ModelConfig:
+    """One network of :data:`NETWORKS` with ``depth`` hidden layers of ``width``: STAF networks take
+    ``tau``, ``w0`` and ``shared``, SIREN ``w0``, the others none of them. Build it with
+    ``CoordinateMLP.from_config(network_config(...), dim=2, seed=s)``."""
+    if label not in NETWORKS:
+        raise ValueError(f"network must be one of {list(NETWORKS)}, got {label!r}")
+    spec = NETWORKS[label]
+    options = dict(spec.get("options", {}))
+    if spec["activation"] == "staf":
+        options.update(tau=tau, w0=w0, shared=shared)
+    elif spec["activation"] == "sine":
+        options.update(w0=w0)
+    return ModelConfig(spec["encoding"], (width,) * depth, spec["activation"], options)
 
 
 def ks_against_normal(values: np.ndarray, n: int = 20_000, seed: int = 0) -> dict[str, float]:
@@ -132,18 +141,21 @@ TRAIN_LR = {"STAF": 1e-3, "STAF (Laplace init)": 1e-3, "SIREN": 1e-4, "simple si
             "ReLU + MPE": 1e-3}
 
 
-def train_and_kernels(label: str, image: str, side: int, *, width: int, depth: int, epochs: int, tau: int = 5,
-                      seed: int = 0, device: str = "cpu", name: str = "") -> dict[str, Any]:
-    """One network of :data:`NETWORKS` on a grayscale photo (all ``side^2`` pixels, Adam full batch at
-    :data:`TRAIN_LR`): the float64 NTK spectrum on those pixels at initialization and after training,
-    the final PSNR (training pixels, and held-out pixels halfway between them) and the parameter count.
-    A sweep task (plain arguments; ``name`` only labels its saved file)."""
+def train_and_kernels(label: str, model: Mapping[str, Any], image: str, side: int, *, epochs: int, seed: int = 0,
+                      device: str = "cpu", name: str = "") -> dict[str, Any]:
+    """The network ``model`` (a :class:`~inrlib.models.ModelConfig` dict, e.g.
+    ``network_config(label, ...).to_dict()``) on a grayscale photo (all ``side^2`` pixels, Adam full
+    batch at ``TRAIN_LR[label]``): the float64 NTK spectrum on those pixels at initialization and after
+    training, the final PSNR (training pixels, and held-out pixels halfway between them) and the
+    parameter count. A sweep task (plain arguments; ``name`` only labels its saved file)."""
+    from ...data import image_split
     from ...metrics import psnr
     from ...ntk import empirical_ntk, rounding_floor, spectrum
     from ...train import TrainingDiverged, fit
-    from .scaling import image_data
-    d = image_data(image, side, grayscale=True, heldout=(2 * side - 1) ** 2)
-    model = net(label, width, depth, tau=tau, seed=seed).to(device)
+    d = image_split(image, side, grayscale=True, heldout=(2 * side - 1) ** 2)
+    if label not in TRAIN_LR:
+        raise ValueError(f"label must be one of {list(TRAIN_LR)} (it picks the learning rate), got {label!r}")
+    model = CoordinateMLP.from_config(model, dim=2, seed=seed).to(device)
     out: dict[str, Any] = {"label": label, "params": sum(p.numel() for p in model.parameters()), "lr": TRAIN_LR[label]}
     X = d["coords"].to(device)
 
@@ -155,7 +167,7 @@ def train_and_kernels(label: str, image: str, side: int, *, width: int, depth: i
     kernel("init")
     try:
         h = fit(model, X, d["targets"].to(device), epochs=epochs, lr=TRAIN_LR[label], optimizer="adam", batch_size=None,
-                seed=seed, progress=False)
+                seed=seed, progress=None)
         out["diverged"] = None
         out["curve"] = h.psnr
     except TrainingDiverged as err:

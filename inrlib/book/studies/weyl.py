@@ -4,22 +4,23 @@ r"""Theorem 1 of paper 000 checked across models and training stages (the Weyl-b
   MPE's own MLP kernel, and the paper's comparison with a separate un-encoded network);
 - :func:`weyl_study`: trains MPE models and their un-encoded baselines and applies
   :func:`weyl_chains` at chosen training stages; returns tidy rows;
-- :func:`chain_b_verdict`, :func:`plot_weyl_panel`, :func:`plot_ratio`: reading the study.
+- :func:`chain_b_verdict`, :func:`weyl_claims`: reading the study (its figures:
+  :func:`inrlib.book.plotting.plot_weyl_panel`, :func:`inrlib.book.plotting.plot_weyl_ratio`).
 
 Kernels are traced over output channels, float64, spectra sorted descending.
 """
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ...ntk import empirical_ntk, rounding_floor, spectrum
-from ..plotting import clip_below_floor, floor_line
-from ...spectra import log10_ratio, percentile_eigenvalue
+from ...ntk.spectra import log10_ratio, percentile_eigenvalue
 from ...research.theory import relative_error
 
 __all__ = [
@@ -29,8 +30,6 @@ __all__ = [
     "model_from_config",
     "baseline_from_model",
     "chain_b_verdict",
-    "plot_weyl_panel",
-    "plot_ratio",
     "APPROX_MAX_FRACTION",
     "APPROX_MIN_RATIO",
 ]
@@ -147,22 +146,17 @@ def weyl_chains(K_total: Tensor, K_mlp: Tensor, K_grid: Tensor, K_base: Tensor, 
 # ----------------------------------------------------------------------------------------------
 
 def model_from_config(config: Mapping[str, Any], dim: int, out_features: int) -> nn.Module:
-    """A ``CoordinateMLP`` from a study config ``{"encoding": {...}, "hidden": [...], "seed": s, ...}``.
-
-    ``encoding`` is a :func:`inrlib.models.build_encoding` dict (``dim`` filled in when absent);
-    other keys except ``name``, ``seed`` and ``train`` go to ``CoordinateMLP``. The global torch
-    RNG is seeded with ``seed`` first, so the same config gives the same weights.
-    """
-    from ...models import CoordinateMLP, build_encoding
-    cfg = dict(config)
-    enc_cfg = dict(cfg.pop("encoding"))
-    enc_cfg.setdefault("dim", dim)
-    seed = int(cfg.pop("seed", 0))
-    for key in ("name", "train"):
-        cfg.pop(key, None)
-    cfg.setdefault("activation", "relu")
-    torch.manual_seed(seed)
-    return CoordinateMLP(build_encoding(enc_cfg), out_features=out_features, **cfg)
+    """The network of a study config ``{"name": ..., "model": ModelConfig or its dict, "seed": s,
+    "train": {...}}``: ``CoordinateMLP.from_config(config["model"], dim=dim, out_features=out_features,
+    seed=config.get("seed", 0))``, so the same config gives the same weights."""
+    from ...models import CoordinateMLP
+    extra = sorted(set(config) - {"name", "model", "seed", "train"})
+    if "model" not in config or extra:
+        raise ValueError(f"a Weyl study config holds 'name', 'model' (a ModelConfig or its to_dict()), 'seed' and "
+                         f"'train', got keys {sorted(config)}: put the network's settings (encoding, hidden, ...) "
+                         "in 'model', e.g. ModelConfig({'type': 'multigrid', 'resolutions': [16, 32]}, (64, 64))")
+    return CoordinateMLP.from_config(config["model"], dim=dim, out_features=out_features,
+                                     seed=int(config.get("seed", 0)))
 
 
 def baseline_from_model(model: nn.Module, seed: int) -> nn.Module:
@@ -282,7 +276,7 @@ def weyl_study(configs: Sequence[Mapping[str, Any]], image: tuple, stages: Mappi
         seed = int(config.get("seed", 0))
         model = model_from_config(config, dim, channels).to(device)
         base = baseline_from_model(model, seed).to(device)
-        key = repr((sorted(base.config.items()), seed, sorted(settings.items())))
+        key = repr((base.config.to_dict(), seed, sorted(settings.items())))
         k_mpe, h_mpe = _kernels_at_epochs(model, X, Y, wanted, settings, seed, fit, mpe_kernels)
         if key not in baselines:
             baselines[key] = _kernels_at_epochs(base, X, Y, wanted, settings, seed, fit, base_kernel)
@@ -290,7 +284,7 @@ def weyl_study(configs: Sequence[Mapping[str, Any]], image: tuple, stages: Mappi
         histories[name] = {"mpe": h_mpe, "base": h_base}
         enc = model.encoding
         desc = {"resolutions": list(getattr(enc, "resolutions", [])), "levels": getattr(enc, "levels", 0),
-                "k": getattr(enc, "features", 0), "hidden": list(model.config["hidden"]), "seed": seed,
+                "k": getattr(enc, "features", 0), "hidden": list(model.hidden), "seed": seed,
                 "params_grid": model.count_parameters()["encoding"], "params_mlp": model.count_parameters()["mlp"]}
         for stage, epoch in stage_epochs.items():
             K = k_mpe[epoch]
@@ -306,7 +300,7 @@ def weyl_study(configs: Sequence[Mapping[str, Any]], image: tuple, stages: Mappi
 
 
 # ----------------------------------------------------------------------------------------------
-# reading the study: verdicts, tables, plots
+# reading the study: verdicts and claims
 # ----------------------------------------------------------------------------------------------
 
 #: Chain (b) is called "approximately" true when its violations (beyond rounding) touch at most
@@ -355,50 +349,3 @@ def weyl_claims(summary: Mapping[str, Any]) -> list[dict]:
               f"worst ratio >= {APPROX_MIN_RATIO:g}), {f} fail; worst ratio {summary['chain_b_worst_ratio']:.3g} "
               f"({summary['chain_b_worst_case']})", unit="fraction of cases")
     return [a, b]
-
-
-def plot_weyl_panel(ax, spec: Mapping[str, Any], *, title: str = "", legend: bool = False) -> None:
-    """One stage of one config: ``lambda_i(K_MPE)``, the two lower bounds (chain (a): own MLP
-    term ``+ lambda_n(K^+)``; chain (b): un-encoded network ``+ lambda_n(K^+)``), ``lambda_i`` of
-    the un-encoded network, and the rounding floors, on a log scale. Non-positive values are not drawn."""
-    lam_n = float(spec["grid"][-1])
-    n = spec["total"].size
-    i = np.arange(1, n + 1)
-
-    def pos(v):
-        return np.where(v > 0, v, np.nan)
-
-    ax.loglog(i, pos(spec["base"]), color="C3", lw=1, label="$\\lambda_i(K_{MLP})$, no encoding")
-    ax.loglog(i, pos(spec["base"] + lam_n), color="C3", lw=1.6, ls="--",
-              label="(b) $\\lambda_i(K_{MLP}) + \\lambda_n(K^+)$")
-    ax.loglog(i, pos(spec["mlp"] + lam_n), color="C0", lw=1.6, ls="--",
-              label="(a) $\\lambda_i(K_{mlp\\ on\\ \\gamma}) + \\lambda_n(K^+)$")
-    ax.loglog(i, pos(spec["total"]), color="k", lw=1.2, label="$\\lambda_i(K_{MPE})$")
-    floor_line(ax, spec["floor_total"], "k", "rounding floor, $K_{MPE}$")
-    floor_line(ax, spec["floor_base"], "C3", "rounding floor, no encoding")
-    clip_below_floor(ax, [spec["floor_total"], spec["floor_base"]])
-    ax.set_xlabel("index $i$ (descending)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, which="major", alpha=0.3)
-    if legend:
-        ax.legend(fontsize=7, loc="lower left")
-
-
-def plot_ratio(ax, spectra: Mapping[tuple, Mapping[str, Any]], names: Sequence[str], stage: str, *,
-               title: str = "") -> None:
-    """``lambda_i(K_MPE) / lambda_i(K_no encoding)`` against ``i`` (log-log) for several configs at one
-    stage; only indices where both eigenvalues are above their rounding floors. Below 1: the
-    paper's chain (b) is violated there."""
-    for c, name in enumerate(names):
-        spec = spectra[(name, stage)]
-        r = spec["ratio"]
-        ax.loglog(np.arange(1, r.size + 1), r, lw=1.1, color=f"C{c % 10}", label=name)
-    ax.axhline(1.0, color="k", lw=1, ls="--")
-    lo, hi = ax.get_ylim()
-    lo, hi = min(lo, 0.5), max(hi, 2.0)
-    ax.axhspan(lo, 1.0, color="C3", alpha=0.07, zorder=0, label="ratio < 1: chain (b) violated")
-    ax.set_ylim(lo, hi)
-    ax.set_xlabel("index $i$ (descending)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, which="major", alpha=0.3)
-
